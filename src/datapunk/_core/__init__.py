@@ -1,0 +1,1 @@
+"""The core: stages, validators, pipelines, the fused loop and the run report."""

@@ -1,0 +1,581 @@
+"""
+The fused loop: compiled stages applied to one chunk of records.
+
+A run reads its source in chunks (``chunk_size`` records). Each stage is applied
+to the whole chunk in one tight loop before the next stage runs, so the per
+record cost of the framework is one list append and one local call. Failures
+are isolated per record: ``try`` costs nothing on Python 3.11+ until something
+raises, and only then does the loop do any bookkeeping.
+
+Every runner uses :func:`process_chunk` (or :func:`aprocess_chunk`): the result,
+a :class:`ChunkResult`, holds the outputs, the failures and the counters of one
+chunk, so runners that work in other threads, processes or machines merge
+results exactly as the serial runner does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, TypeVar
+
+import attrs
+
+from datapunk._core.errors import (
+    DataProcessingError,
+    StageError,
+    ValidationError,
+)
+from datapunk._core.stage import Stage
+from datapunk._core.types import DeadLetter, Kind, Malformed, OnError, Position, safe_str
+
+__all__ = [
+    "ChunkResult",
+    "Op",
+    "aprocess_chunk",
+    "apply_one",
+    "compile_stages",
+    "process_chunk",
+    "run_coroutine",
+]
+
+T = TypeVar("T")
+
+SOURCE_STAGE = "<source>"
+
+# Indexes into an op's counters.
+IN, OUT, FILTERED, FAILED, SKIPPED, WARNINGS, RETRIES, DEGRADED = range(8)
+N_COUNTERS = 8
+
+
+@attrs.define(slots=True, eq=False)
+class Op:
+    """One compiled stage: what the fused loop needs, looked up once."""
+
+    stage: Stage[Any, Any]
+    name: str
+    kind: Kind
+    fn: Callable[..., Any]
+    is_async: bool
+    on_error: OnError
+    warn: bool
+    size: int
+    convert: Callable[[Exception], DataProcessingError] | None
+    index: int
+
+    def with_policy(self, default: OnError) -> Op:
+        """Return a copy whose unset ``on_error`` is *default*."""
+        policy = self.stage.on_error or default
+        return attrs.evolve(self, on_error=policy)
+
+
+def compile_stages(stage: Stage[Any, Any], on_error: OnError = "dead_letter") -> list[Op]:
+    """
+    Flatten *stage* into ops with unique names, resolving error policies.
+
+    Args:
+        stage: A stage or pipeline.
+        on_error: The policy for stages that set none.
+
+    Returns:
+        The ops, in order.
+    """
+    ops: list[Op] = []
+    seen: dict[str, int] = {}
+    for i, s in enumerate(stage.stages()):
+        count = seen.get(s.name, 0) + 1
+        seen[s.name] = count
+        name = s.name if count == 1 else f"{s.name}#{count}"
+        ops.append(
+            Op(
+                stage=s,
+                name=name,
+                kind=s.kind,
+                fn=s.fn,
+                is_async=s.is_async,
+                on_error=s.on_error or on_error,
+                warn=s.warn,
+                size=s.size or 0,
+                convert=s._convert,
+                index=i,
+            )
+        )
+    return ops
+
+
+@attrs.define(slots=True, eq=False)
+class ChunkResult:
+    """
+    What processing one chunk produced.
+
+    Attributes:
+        outputs: Output records, in order.
+        failures: ``(action, dead_letter)`` pairs; action is ``"dead_letter"``,
+            ``"skip"`` or ``"warn"``.
+        counts: Per op, the counters ``[in, out, filtered, failed, skipped,
+            warnings, retries, degraded]``.
+        seconds: Per op, the time spent in the op for this chunk.
+        records_in: Source records in the chunk (malformed ones included).
+        last_position: Position of the chunk's last source record.
+    """
+
+    outputs: list[Any]
+    failures: list[tuple[str, DeadLetter]]
+    counts: list[list[int]]
+    seconds: list[float]
+    records_in: int
+    last_position: Position | None
+
+
+class _Chunk:
+    """Per-chunk state the op loops share: originals, positions and failures."""
+
+    __slots__ = ("counts", "failures", "positions", "records", "run_id")
+
+    def __init__(
+        self, positions: Sequence[Position], records: Sequence[Any], n_ops: int, run_id: str
+    ) -> None:
+        self.positions = positions
+        self.records = records
+        self.failures: list[tuple[str, DeadLetter]] = []
+        self.counts = [[0] * N_COUNTERS for _ in range(n_ops)]
+        self.run_id = run_id
+
+    def fail(self, op: Op, k: int, exc: Exception, value: Any) -> bool:
+        """
+        Record that the record at original index *k* failed in *op*.
+
+        Returns:
+            True if the record passes on unchanged (a warn-only validator).
+
+        Raises:
+            DataProcessingError: When the op's policy is ``"raise"``.
+        """
+        position = self.positions[k]
+        err: DataProcessingError | None
+        if isinstance(exc, DataProcessingError):
+            err = exc
+        elif op.convert is not None:
+            err = op.convert(exc)
+        else:
+            err = None
+        counts = self.counts[op.index]
+        warn = op.warn and isinstance(err, ValidationError)
+        if err is None:
+            error_type, message, reasons = type(exc).__name__, safe_str(exc), ()
+        else:
+            error_type, message = type(err).__name__, err.message
+            reasons = getattr(err, "reasons", ())
+        if not warn and op.on_error == "raise":
+            if err is None:
+                raise StageError.wrap(exc, stage=op.name, position=position)
+            if err.stage is None:
+                err.stage, err.position = op.name, position
+                err.details.update(stage=op.name, position=position)
+            if err is exc:
+                raise err
+            raise err from exc
+        action = "warn" if warn else op.on_error
+        if warn:
+            counts[WARNINGS] += 1
+        elif action == "skip":
+            counts[SKIPPED] += 1
+        else:
+            counts[FAILED] += 1
+        self.failures.append(
+            (
+                action,
+                DeadLetter(
+                    record=self.records[k],
+                    position=position,
+                    stage=op.name,
+                    error_type=error_type,
+                    message=message,
+                    reasons=tuple(reasons),
+                    run_id=self.run_id,
+                ),
+            )
+        )
+        return warn
+
+
+def _keep(idx: list[int] | None, n: int, bad: list[int]) -> list[int]:
+    """Original indexes minus the (local) positions in *bad*."""
+    drop = set(bad)
+    source = range(n) if idx is None else idx
+    return [k for j, k in enumerate(source) if j not in drop]
+
+
+# ----------------------------------------------------------------- sync loops
+def _map(op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk) -> tuple[list[Any], list[int] | None]:
+    fn = op.fn
+    out: list[Any] = []
+    append = out.append
+    bad: list[int] | None = None
+    for v in vals:
+        try:
+            append(fn(v))
+        except Exception as exc:
+            j = len(out) + (len(bad) if bad else 0)
+            if ch.fail(op, j if idx is None else idx[j], exc, v):
+                append(v)
+            else:
+                if bad is None:
+                    bad = []
+                bad.append(j)
+    if bad:
+        idx = _keep(idx, len(vals), bad)
+    return out, idx
+
+
+def _filter(op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk) -> tuple[list[Any], list[int] | None]:
+    fn = op.fn
+    out: list[Any] = []
+    kept: list[int] = []
+    append = out.append
+    keep = kept.append
+    src = range(len(vals)) if idx is None else idx
+    for v, k in zip(vals, src, strict=True):
+        try:
+            if fn(v):
+                append(v)
+                keep(k)
+        except Exception as exc:
+            ch.fail(op, k, exc, v)
+    return out, kept
+
+
+def _flat_map(op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk) -> tuple[list[Any], list[int] | None]:
+    fn = op.fn
+    out: list[Any] = []
+    kept: list[int] = []
+    src = range(len(vals)) if idx is None else idx
+    for v, k in zip(vals, src, strict=True):
+        try:
+            items = list(fn(v))
+        except Exception as exc:
+            ch.fail(op, k, exc, v)
+            continue
+        out.extend(items)
+        kept.extend([k] * len(items))
+    return out, kept
+
+
+def _batch_results(op: Op, batch: list[Any], result: Any) -> list[Any]:
+    if not isinstance(result, list | tuple):
+        raise TypeError(
+            f"batch stage must return a list, got {type(result).__name__}"
+        )
+    if len(result) != len(batch):
+        raise ValueError(
+            f"batch stage returned {len(result)} results for {len(batch)} records; "
+            "return exactly one result per record (an exception instance fails one record)"
+        )
+    return list(result)
+
+
+def _batch_collect(
+    op: Op, batch: list[Any], bidx: Sequence[int], result: Any, out: list[Any], kept: list[int], ch: _Chunk
+) -> None:
+    for v, k, r in zip(batch, bidx, result, strict=True):
+        if isinstance(r, BaseException):
+            exc = r if isinstance(r, Exception) else RuntimeError(safe_str(r))
+            if ch.fail(op, k, exc, v):
+                out.append(v)
+                kept.append(k)
+        else:
+            out.append(r)
+            kept.append(k)
+
+
+def _batch(op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk) -> tuple[list[Any], list[int] | None]:
+    size = op.size
+    src: Sequence[int] = range(len(vals)) if idx is None else idx
+    out: list[Any] = []
+    kept: list[int] = []
+    for start in range(0, len(vals), size):
+        batch = vals[start : start + size]
+        bidx = src[start : start + size]
+        try:
+            result = _batch_results(op, batch, op.fn(batch))
+        except Exception as exc:
+            for v, k in zip(batch, bidx, strict=True):
+                if ch.fail(op, k, exc, v):
+                    out.append(v)
+                    kept.append(k)
+            continue
+        _batch_collect(op, batch, bidx, result, out, kept, ch)
+    return out, kept
+
+
+_SYNC = {"map": _map, "filter": _filter, "flat_map": _flat_map, "batch": _batch}
+
+
+# ---------------------------------------------------------------- async loops
+async def _amap(op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk) -> tuple[list[Any], list[int] | None]:
+    fn = op.fn
+    out: list[Any] = []
+    kept: list[int] = []
+    src = range(len(vals)) if idx is None else idx
+    for v, k in zip(vals, src, strict=True):
+        try:
+            out.append(await fn(v))
+        except Exception as exc:
+            if not ch.fail(op, k, exc, v):
+                continue
+            out.append(v)
+        kept.append(k)
+    return out, kept
+
+
+async def _afilter(op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk) -> tuple[list[Any], list[int] | None]:
+    fn = op.fn
+    out: list[Any] = []
+    kept: list[int] = []
+    src = range(len(vals)) if idx is None else idx
+    for v, k in zip(vals, src, strict=True):
+        try:
+            if await fn(v):
+                out.append(v)
+                kept.append(k)
+        except Exception as exc:
+            ch.fail(op, k, exc, v)
+    return out, kept
+
+
+async def _collect_async(result: Any) -> list[Any]:
+    if hasattr(result, "__aiter__"):
+        return [item async for item in result]
+    return list(await result)
+
+
+async def _aflat_map(op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk) -> tuple[list[Any], list[int] | None]:
+    fn = op.fn
+    out: list[Any] = []
+    kept: list[int] = []
+    src = range(len(vals)) if idx is None else idx
+    for v, k in zip(vals, src, strict=True):
+        try:
+            items = await _collect_async(fn(v))
+        except Exception as exc:
+            ch.fail(op, k, exc, v)
+            continue
+        out.extend(items)
+        kept.extend([k] * len(items))
+    return out, kept
+
+
+async def _abatch(op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk) -> tuple[list[Any], list[int] | None]:
+    size = op.size
+    src: Sequence[int] = range(len(vals)) if idx is None else idx
+    out: list[Any] = []
+    kept: list[int] = []
+    for start in range(0, len(vals), size):
+        batch = vals[start : start + size]
+        bidx = src[start : start + size]
+        try:
+            result = _batch_results(op, batch, await op.fn(batch))
+        except Exception as exc:
+            for v, k in zip(batch, bidx, strict=True):
+                if ch.fail(op, k, exc, v):
+                    out.append(v)
+                    kept.append(k)
+            continue
+        _batch_collect(op, batch, bidx, result, out, kept, ch)
+    return out, kept
+
+
+_ASYNC = {"map": _amap, "filter": _afilter, "flat_map": _aflat_map, "batch": _abatch}
+
+
+# ------------------------------------------------------------ chunk drivers
+def _start(
+    ops: Sequence[Op],
+    positions: Sequence[Position],
+    records: Sequence[Any],
+    run_id: str,
+    malformed: Sequence[int],
+) -> tuple[_Chunk, list[Any], list[int] | None]:
+    ch = _Chunk(positions, records, len(ops), run_id)
+    vals = records if isinstance(records, list) else list(records)
+    idx: list[int] | None = None
+    if malformed:
+        for j in malformed:
+            bad: Malformed = vals[j]
+            ch.failures.append(
+                (
+                    "dead_letter",
+                    DeadLetter(
+                        record=bad.raw,
+                        position=positions[j],
+                        stage=SOURCE_STAGE,
+                        error_type=bad.error_type,
+                        message=bad.message,
+                        run_id=run_id,
+                    ),
+                )
+            )
+        drop = set(malformed)
+        idx = [j for j in range(len(vals)) if j not in drop]
+        vals = [vals[j] for j in idx]
+    return ch, vals, idx
+
+
+def _finish(ch: _Chunk, vals: list[Any], seconds: list[float], n_in: int) -> ChunkResult:
+    return ChunkResult(
+        outputs=vals,
+        failures=ch.failures,
+        counts=ch.counts,
+        seconds=seconds,
+        records_in=n_in,
+        last_position=ch.positions[n_in - 1] if n_in else None,
+    )
+
+
+def process_chunk(
+    ops: Sequence[Op],
+    positions: Sequence[Position],
+    records: Sequence[Any],
+    run_id: str = "",
+    malformed: Sequence[int] = (),
+) -> ChunkResult:
+    """
+    Run one chunk of source records through every op (the fused serial loop).
+
+    Async ops are awaited one record at a time on a private event loop.
+
+    Args:
+        ops: The compiled stages.
+        positions: One position per record.
+        records: The source records.
+        run_id: Stamped on dead letters.
+        malformed: Indexes of :class:`datapunk.Malformed` records (they fail at once).
+
+    Returns:
+        The chunk's :class:`ChunkResult`.
+    """
+    ch, vals, idx = _start(ops, positions, records, run_id, malformed)
+    seconds = [0.0] * len(ops)
+    perf = time.perf_counter
+    for op in ops:
+        n = len(vals)
+        if not n:
+            break
+        counts = ch.counts[op.index]
+        counts[IN] += n
+        t0 = perf()
+        if op.is_async:
+            vals, idx = run_coroutine(_ASYNC[op.kind](op, vals, idx, ch))
+        else:
+            vals, idx = _SYNC[op.kind](op, vals, idx, ch)
+        seconds[op.index] += perf() - t0
+        counts[OUT] += len(vals)
+        if op.kind == "filter":
+            counts[FILTERED] += n - len(vals) - counts[FAILED] - counts[SKIPPED]
+    return _finish(ch, vals, seconds, len(records))
+
+
+async def aprocess_chunk(
+    ops: Sequence[Op],
+    positions: Sequence[Position],
+    records: Sequence[Any],
+    run_id: str = "",
+    malformed: Sequence[int] = (),
+) -> ChunkResult:
+    """
+    Like :func:`process_chunk`, awaiting async ops on the running loop.
+
+    Args:
+        ops: The compiled stages.
+        positions: One position per record.
+        records: The source records.
+        run_id: Stamped on dead letters.
+        malformed: Indexes of :class:`datapunk.Malformed` records (they fail at once).
+
+    Returns:
+        The chunk's :class:`ChunkResult`.
+    """
+    ch, vals, idx = _start(ops, positions, records, run_id, malformed)
+    seconds = [0.0] * len(ops)
+    perf = time.perf_counter
+    for op in ops:
+        n = len(vals)
+        if not n:
+            break
+        counts = ch.counts[op.index]
+        counts[IN] += n
+        t0 = perf()
+        if op.is_async:
+            vals, idx = await _ASYNC[op.kind](op, vals, idx, ch)
+        else:
+            vals, idx = _SYNC[op.kind](op, vals, idx, ch)
+        seconds[op.index] += perf() - t0
+        counts[OUT] += len(vals)
+        if op.kind == "filter":
+            counts[FILTERED] += n - len(vals) - counts[FAILED] - counts[SKIPPED]
+    return _finish(ch, vals, seconds, len(records))
+
+
+# ---------------------------------------------------------- running coroutines
+_local = threading.local()
+
+
+class _LoopThread:
+    """An event loop in a helper thread, for callers already inside a loop."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name="datapunk-loop", daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+
+def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
+    """
+    Run *coro* to completion from synchronous code.
+
+    Uses one private event loop per thread (kept for the next call). When the
+    calling thread already runs a loop (Jupyter, an async service), the
+    coroutine runs on a private loop in a helper thread instead, so sync APIs
+    work everywhere.
+
+    Args:
+        coro: The coroutine.
+
+    Returns:
+        Its result.
+    """
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        runner: asyncio.Runner | None = getattr(_local, "runner", None)
+        if runner is None:
+            runner = asyncio.Runner()
+            _local.runner = runner
+        return runner.run(coro)
+    helper: _LoopThread | None = getattr(_local, "helper", None)
+    if helper is None:
+        helper = _LoopThread()
+        _local.helper = helper
+    return helper.run(coro)
+
+
+# ------------------------------------------------------------------ one record
+def apply_one(stage: Stage[Any, Any], record: Any) -> list[Any]:
+    """
+    Run one record through *stage*, raising its error (``stage(record)``).
+
+    Args:
+        stage: A stage or pipeline.
+        record: The record.
+
+    Returns:
+        The outputs (empty if filtered).
+    """
+    ops = compile_stages(stage, on_error="raise")
+    ops = [attrs.evolve(op, on_error="raise") for op in ops]
+    return process_chunk(ops, (0,), [record]).outputs

@@ -1,0 +1,43 @@
+"""
+How datapunk emits log events without configuring anything.
+
+The library only emits: it never adds handlers or calls ``structlog.configure``.
+If the application configured structlog, events follow that configuration.
+Otherwise they go to the standard library logger ``"datapunk"`` (silent unless
+the application configures :mod:`logging`), so importing or running datapunk
+never prints on its own.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import structlog
+
+__all__ = ["get_logger"]
+
+
+def get_logger(**initial: Any) -> Any:
+    """
+    Return a structlog logger for datapunk events, bound to *initial* values.
+
+    Args:
+        **initial: Context bound to every event (``run_id``, ``pipeline``...).
+
+    Returns:
+        A structlog bound logger.
+    """
+    if structlog.is_configured():
+        return structlog.get_logger("datapunk").bind(**initial)
+    return structlog.wrap_logger(
+        logging.getLogger("datapunk"),
+        processors=[
+            structlog.stdlib.filter_by_level,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            structlog.processors.format_exc_info,
+            structlog.processors.KeyValueRenderer(key_order=["event", "run_id", "pipeline"]),
+        ],
+        wrapper_class=structlog.stdlib.BoundLogger,
+    ).bind(**initial)
