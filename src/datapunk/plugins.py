@@ -15,14 +15,14 @@ protocols are what :meth:`datapunk.Pipeline.run` and friends accept.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 if TYPE_CHECKING:
-    from datapunk._core.engine import ChunkResult
+    from collections.abc import Iterator, Sequence
+
     from datapunk._core.report import RunReport
     from datapunk._core.run import Job
-    from datapunk._core.types import DeadLetter, Kind, Position
+    from datapunk._core.types import Kind, Position
 
 __all__ = [
     "CheckpointStore",
@@ -79,8 +79,9 @@ class Stage(Protocol[In_contra, Out_co]):
 @runtime_checkable
 class Validator(Protocol[In_contra, Out_co]):
     """
-    **Protocol**: a check returning the trusted record or raising
-    :class:`datapunk.ValidationError`.
+    **Protocol**: a check returning the trusted record or raising an error.
+
+    ``validate`` raises :class:`datapunk.ValidationError` for a bad record.
 
     Wrap one with ``datapunk.Validator(obj.validate, name=obj.name)`` to use it
     as a stage and combine it with ``&``.
@@ -126,10 +127,10 @@ class Source(Protocol[T_co]):
         ...     def __init__(self, text: str) -> None:
         ...         self.text = text
         ...     def read(self):
-        ...         for n, line in enumerate(self.text.splitlines(), 1):
+        ...         for n, line in enumerate(self.text.split(), 1):
         ...             yield n, line
         >>> out = []
-        >>> datapunk.Pipeline(str.upper).run(Lines("a\\nb"), out).records_out
+        >>> datapunk.Pipeline(str.upper).run(Lines("a b"), out).records_out
         2
     """
 
@@ -195,8 +196,9 @@ class Runner(Protocol):
 @runtime_checkable
 class Hook(Protocol):
     """
-    **Protocol**: receives events of a run. Implement any subset of
-    ``on_run_start(job)``, ``on_chunk(job, result)``,
+    **Protocol**: receives events of a run.
+
+    Implement any subset of ``on_run_start(job)``, ``on_chunk(job, result)``,
     ``on_error(job, dead_letter, action)`` and ``on_run_end(job, report)``;
     missing methods are skipped. Hooks run in the calling thread, in order.
     """
@@ -206,17 +208,13 @@ class Hook(Protocol):
         ...
 
 
-class _HookEvents(Protocol):  # documentation of the optional hook methods
-    def on_run_start(self, job: Job, /) -> None: ...
-    def on_chunk(self, job: Job, result: ChunkResult, /) -> None: ...
-    def on_error(self, job: Job, dead_letter: DeadLetter, action: str, /) -> None: ...
-
-
 @runtime_checkable
 class CheckpointStore(Protocol):
     """
-    **Protocol**: remembers, per run key, the last source position whose
-    records were fully written, so a run can resume after a crash.
+    **Protocol**: remembers how far a run got, so it can resume after a crash.
+
+    Per run key, it keeps the last source position whose records were fully
+    written.
     """
 
     def load(self, key: str, /) -> dict[str, Any] | None:

@@ -125,8 +125,10 @@ def as_source(obj: Any, chunk_size: int) -> ChunkReader:
         from datapunk import io as dio
 
         obj = dio.read(obj)
-    elif isinstance(obj, bytes | bytearray) or obj is None or (
-        not hasattr(obj, "__iter__") and not callable(getattr(obj, "read", None))
+    elif (
+        isinstance(obj, bytes | bytearray)
+        or obj is None
+        or (not hasattr(obj, "__iter__") and not callable(getattr(obj, "read", None)))
     ):
         raise ConfigurationError(
             f"cannot read records from {type(obj).__name__} {safe_str(obj, 60)!r}: pass an "
@@ -196,7 +198,8 @@ class SinkAdapter:
             raise
         except Exception as exc:
             raise SinkError(
-                f"the {self.role} {self.name!r} failed to close: {type(exc).__name__}: {safe_str(exc)}",
+                f"the {self.role} {self.name!r} failed to close: "
+                f"{type(exc).__name__}: {safe_str(exc)}",
                 path=self.name,
             ) from exc
 

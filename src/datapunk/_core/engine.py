@@ -18,8 +18,7 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
 
@@ -28,14 +27,18 @@ from datapunk._core.errors import (
     StageError,
     ValidationError,
 )
-from datapunk._core.stage import Stage
 from datapunk._core.types import DeadLetter, Kind, Malformed, OnError, Position, safe_str
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine, Sequence
+
+    from datapunk._core.stage import Stage
 
 __all__ = [
     "ChunkResult",
     "Op",
-    "aprocess_chunk",
     "apply_one",
+    "aprocess_chunk",
     "compile_stages",
     "process_chunk",
     "run_coroutine",
@@ -209,7 +212,9 @@ def _keep(idx: list[int] | None, n: int, bad: list[int]) -> list[int]:
 
 
 # ----------------------------------------------------------------- sync loops
-def _map(op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk) -> tuple[list[Any], list[int] | None]:
+def _map(
+    op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk
+) -> tuple[list[Any], list[int] | None]:
     fn = op.fn
     out: list[Any] = []
     append = out.append
@@ -230,7 +235,9 @@ def _map(op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk) -> tuple[li
     return out, idx
 
 
-def _filter(op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk) -> tuple[list[Any], list[int] | None]:
+def _filter(
+    op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk
+) -> tuple[list[Any], list[int] | None]:
     fn = op.fn
     out: list[Any] = []
     kept: list[int] = []
@@ -247,7 +254,9 @@ def _filter(op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk) -> tuple
     return out, kept
 
 
-def _flat_map(op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk) -> tuple[list[Any], list[int] | None]:
+def _flat_map(
+    op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk
+) -> tuple[list[Any], list[int] | None]:
     fn = op.fn
     out: list[Any] = []
     kept: list[int] = []
@@ -263,11 +272,9 @@ def _flat_map(op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk) -> tup
     return out, kept
 
 
-def _batch_results(op: Op, batch: list[Any], result: Any) -> list[Any]:
+def _batch_results(batch: list[Any], result: Any) -> list[Any]:
     if not isinstance(result, list | tuple):
-        raise TypeError(
-            f"batch stage must return a list, got {type(result).__name__}"
-        )
+        raise TypeError(f"batch stage must return a list, got {type(result).__name__}")
     if len(result) != len(batch):
         raise ValueError(
             f"batch stage returned {len(result)} results for {len(batch)} records; "
@@ -277,7 +284,13 @@ def _batch_results(op: Op, batch: list[Any], result: Any) -> list[Any]:
 
 
 def _batch_collect(
-    op: Op, batch: list[Any], bidx: Sequence[int], result: Any, out: list[Any], kept: list[int], ch: _Chunk
+    op: Op,
+    batch: list[Any],
+    bidx: Sequence[int],
+    result: Any,
+    out: list[Any],
+    kept: list[int],
+    ch: _Chunk,
 ) -> None:
     for v, k, r in zip(batch, bidx, result, strict=True):
         if isinstance(r, BaseException):
@@ -290,7 +303,9 @@ def _batch_collect(
             kept.append(k)
 
 
-def _batch(op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk) -> tuple[list[Any], list[int] | None]:
+def _batch(
+    op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk
+) -> tuple[list[Any], list[int] | None]:
     size = op.size
     src: Sequence[int] = range(len(vals)) if idx is None else idx
     out: list[Any] = []
@@ -299,7 +314,7 @@ def _batch(op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk) -> tuple[
         batch = vals[start : start + size]
         bidx = src[start : start + size]
         try:
-            result = _batch_results(op, batch, op.fn(batch))
+            result = _batch_results(batch, op.fn(batch))
         except Exception as exc:
             for v, k in zip(batch, bidx, strict=True):
                 if ch.fail(op, k, exc, v):
@@ -314,7 +329,9 @@ _SYNC = {"map": _map, "filter": _filter, "flat_map": _flat_map, "batch": _batch}
 
 
 # ---------------------------------------------------------------- async loops
-async def _amap(op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk) -> tuple[list[Any], list[int] | None]:
+async def _amap(
+    op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk
+) -> tuple[list[Any], list[int] | None]:
     fn = op.fn
     out: list[Any] = []
     kept: list[int] = []
@@ -330,7 +347,9 @@ async def _amap(op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk) -> t
     return out, kept
 
 
-async def _afilter(op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk) -> tuple[list[Any], list[int] | None]:
+async def _afilter(
+    op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk
+) -> tuple[list[Any], list[int] | None]:
     fn = op.fn
     out: list[Any] = []
     kept: list[int] = []
@@ -351,7 +370,9 @@ async def _collect_async(result: Any) -> list[Any]:
     return list(await result)
 
 
-async def _aflat_map(op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk) -> tuple[list[Any], list[int] | None]:
+async def _aflat_map(
+    op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk
+) -> tuple[list[Any], list[int] | None]:
     fn = op.fn
     out: list[Any] = []
     kept: list[int] = []
@@ -367,7 +388,9 @@ async def _aflat_map(op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk)
     return out, kept
 
 
-async def _abatch(op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk) -> tuple[list[Any], list[int] | None]:
+async def _abatch(
+    op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk
+) -> tuple[list[Any], list[int] | None]:
     size = op.size
     src: Sequence[int] = range(len(vals)) if idx is None else idx
     out: list[Any] = []
@@ -376,7 +399,7 @@ async def _abatch(op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk) ->
         batch = vals[start : start + size]
         bidx = src[start : start + size]
         try:
-            result = _batch_results(op, batch, await op.fn(batch))
+            result = _batch_results(batch, await op.fn(batch))
         except Exception as exc:
             for v, k in zip(batch, bidx, strict=True):
                 if ch.fail(op, k, exc, v):
@@ -527,7 +550,9 @@ class _LoopThread:
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="datapunk-loop", daemon=True)
+        self.thread = threading.Thread(
+            target=self.loop.run_forever, name="datapunk-loop", daemon=True
+        )
         self.thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:

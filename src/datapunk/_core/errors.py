@@ -322,6 +322,10 @@ class ErrorBudgetExceeded(DatapunkError):
     def __init__(self, message: str, *, report: RunReport) -> None:
         super().__init__(
             message,
-            details={"failed": report.failed, "skipped": report.skipped, "records_in": report.records_in},
+            details={
+                "failed": report.failed,
+                "skipped": report.skipped,
+                "records_in": report.records_in,
+            },
         )
         self.report = report

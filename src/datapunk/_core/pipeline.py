@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from datapunk._core.errors import ConfigurationError
 from datapunk._core.stage import Stage, as_stage
-from datapunk._core.types import Kind, OnError
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+
     from datapunk._core.report import RunReport
+    from datapunk._core.types import Kind, OnError
 
 __all__ = ["Pipeline"]
 
@@ -132,7 +133,9 @@ class Pipeline(Stage[In, Out]):
     ) -> None: ...
     @overload
     def __init__(
-        self: Pipeline[Any, Any], *stages: Stage[Any, Any] | Callable[..., Any], name: str | None = ...
+        self: Pipeline[Any, Any],
+        *stages: Stage[Any, Any] | Callable[..., Any],
+        name: str | None = ...,
     ) -> None: ...
     def __init__(self, *stages: Any, name: str | None = None) -> None:
         if not stages:
@@ -147,7 +150,7 @@ class Pipeline(Stage[In, Out]):
 
     @staticmethod
     def _call_unsupported(record: Any) -> Any:  # pragma: no cover - never called
-        raise AssertionError("a Pipeline's stages are run by the engine")
+        raise AssertionError(f"a Pipeline's stages are run by the engine, not on {record!r}")
 
     @classmethod
     def _compose(cls, left: Stage[Any, Any], right: Any) -> Pipeline[Any, Any]:
@@ -193,7 +196,7 @@ class Pipeline(Stage[In, Out]):
         Return a readable outline of the pipeline: one line per stage.
 
         Returns:
-            Text such as ``"1. parse  map\\n2. keep  filter on_error='skip'"``.
+            One header line, then one line per stage with its kind and options.
         """
         from datapunk._core.engine import compile_stages
 
@@ -283,7 +286,8 @@ class Pipeline(Stage[In, Out]):
             hooks=hooks,
             error_sample_size=error_sample_size,
         )
-        return resolve_runner(runner).run(job)
+        report: RunReport = resolve_runner(runner).run(job)
+        return report
 
     async def arun(
         self,

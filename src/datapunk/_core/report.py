@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import random
-from collections.abc import Mapping, Sequence
 from html import escape
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import attrs
 
@@ -26,6 +24,10 @@ from datapunk._core.engine import (
     Op,
 )
 from datapunk._core.types import DeadLetter, Position, Reason, jsonable
+
+if TYPE_CHECKING:
+    import datetime as _dt
+    from collections.abc import Mapping, Sequence
 
 __all__ = ["ErrorSample", "RunReport", "RunStats", "StageReport"]
 
@@ -225,7 +227,19 @@ class RunReport:
             + f"\n{self.duration_s:.3f}s, {self.throughput:,.0f} records/s"
         )
 
-    _COLUMNS = ("stage", "kind", "in", "out", "filtered", "failed", "skipped", "warn", "p50 ms", "p95 ms", "p99 ms")
+    _COLUMNS = (
+        "stage",
+        "kind",
+        "in",
+        "out",
+        "filtered",
+        "failed",
+        "skipped",
+        "warn",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+    )
 
     def _rows(self) -> list[tuple[str, ...]]:
         return [
@@ -358,7 +372,9 @@ class RunStats:
     ) -> RunReport:
         """Build the immutable :class:`RunReport`."""
         stages: dict[str, StageReport] = {}
-        for op, c, secs, lat in zip(self.ops, self.counts, self.seconds, self.latencies, strict=True):
+        for op, c, secs, lat in zip(
+            self.ops, self.counts, self.seconds, self.latencies, strict=True
+        ):
             ordered = sorted(lat)
             stages[op.name] = StageReport(
                 name=op.name,

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as _dt
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 from datapunk._core.adapters import ChunkReader, RawChunk, SinkAdapter, as_sink, as_source
@@ -180,8 +180,9 @@ class Job:
     # ------------------------------------------------------------ delivering
     def deliver(self, result: ChunkResult) -> None:
         """
-        Account for one processed chunk, in input order: counters, outputs,
-        dead letters, hooks; then enforce the error budget.
+        Account for one processed chunk, in input order.
+
+        Counters, outputs, dead letters and hooks; then the error budget.
 
         Raises:
             SinkError: A sink failed.
@@ -272,9 +273,7 @@ class Job:
         self.sink.abort()
         if self.dead_letter is not None:
             self.dead_letter.abort()
-        self.log.warning(
-            "run.stopped", error_type=type(exc).__name__, error=safe_str(exc, 300)
-        )
+        self.log.warning("run.stopped", error_type=type(exc).__name__, error=safe_str(exc, 300))
         self._emit("on_run_end", self.report(ok=False, stop_reason=safe_str(exc, 300)))
 
     def execute(self, results: Iterable[ChunkResult], runner_name: str = "serial") -> RunReport:
@@ -347,7 +346,7 @@ class Stream(Iterator[T]):
         self._gen = self._generate()
         self.report: RunReport | None = None
 
-    def _generate(self) -> Iterator[T]:
+    def _generate(self) -> Generator[T, None, None]:
         job = self._job
         job._begin("serial")
         try:
@@ -408,4 +407,3 @@ def resolve_runner(runner: Any) -> Any:
         f"runner must be a name ({', '.join(runners.names())}) or an object with run(job), "
         f"got {type(runner).__name__}"
     )
-

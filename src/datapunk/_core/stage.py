@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Generic, Literal, Protocol, TypeVar, cast, final, overload
 
 from datapunk._core.errors import ConfigurationError, DataProcessingError
 from datapunk._core.types import KINDS, ON_ERROR, Kind, OnError
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
+
     from datapunk._core.pipeline import Pipeline
 
 __all__ = ["Batch", "Filter", "FlatMap", "Stage", "as_stage", "stage"]
@@ -42,7 +43,7 @@ def _is_async(fn: Any) -> bool:
 
 def _check_on_error(value: object, where: str) -> OnError | None:
     if value is None or value in ON_ERROR:
-        return cast("OnError | None", value)
+        return value
     raise ConfigurationError(
         f"{where}: on_error={value!r} is not one of {', '.join(map(repr, ON_ERROR))}",
         details={"option": "on_error", "value": repr(value)},
@@ -149,7 +150,7 @@ class Stage(Generic[In, Out]):
                 f"{self.name!r} emitted {len(out)} records for one input; "
                 "call .apply(record) to get them all as a list"
             )
-        return cast("Out", out[0])
+        return out[0]
 
     def apply(self, record: In) -> list[Out]:
         """
@@ -446,8 +447,10 @@ def as_stage(obj: Any) -> Stage[Any, Any]:
             "pass a function, a datapunk.Stage, or an object with __call__, name and kind",
             details={"got": type(obj).__name__},
         )
-    kind = getattr(obj, "kind", "map")
+    kind = cast("Kind", getattr(obj, "kind", "map"))
     name = getattr(obj, "name", None)
     size = getattr(obj, "size", None) if kind == "batch" else None
     on_error = getattr(obj, "on_error", None)
-    return Stage(obj, kind=kind, name=name if isinstance(name, str) else None, on_error=on_error, size=size)
+    return Stage(
+        obj, kind=kind, name=name if isinstance(name, str) else None, on_error=on_error, size=size
+    )

@@ -38,13 +38,17 @@ Position: TypeAlias = int | str | tuple[Any, ...]
 KINDS: tuple[Kind, ...] = ("map", "filter", "flat_map", "batch")
 ON_ERROR: tuple[OnError, ...] = ("dead_letter", "skip", "raise")
 
-SECRET_MASK = "**********"
+SECRET_MASK = "**********"  # noqa: S105 - the mask shown instead of a secret
 
 
 def _is_secret(value: Any) -> bool:
     # Duck-typed so that pydantic need not be imported here: SecretStr,
     # SecretBytes and any look-alike expose get_secret_value().
     return callable(getattr(value, "get_secret_value", None))
+
+
+def _mask(value: Any) -> Any:
+    return SECRET_MASK if _is_secret(value) else value
 
 
 def safe_str(value: Any, limit: int = 500) -> str:
@@ -138,7 +142,7 @@ class Reason:
 
     path: tuple[str | int, ...]
     message: str
-    value: Any = attrs.field(default=None, converter=lambda v: SECRET_MASK if _is_secret(v) else v)
+    value: Any = attrs.field(default=None, converter=_mask)
     type: str = "value_error"
 
     def __str__(self) -> str:

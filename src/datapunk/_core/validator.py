@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Callable, Iterator
 from functools import cache
 from typing import Any, TypeVar, final
 
 from datapunk._core.errors import ConfigurationError, DataProcessingError, ValidationError
 from datapunk._core.stage import Stage
 from datapunk._core.types import OnError, Reason, safe_str
+
+if typing.TYPE_CHECKING:
+    from collections.abc import Callable, Iterator
 
 __all__ = ["Validate", "Validator", "check"]
 
@@ -22,7 +24,9 @@ C = TypeVar("C")
 
 class Validator(Stage[In, Out]):
     """
-    A stage that checks records: it returns the trusted record or raises
+    A stage that checks records: the trusted record, or precisely why not.
+
+    A validator returns the trusted record or raises
     :class:`datapunk.ValidationError` with one :class:`datapunk.Reason` per problem.
 
     Validators combine with ``&``: ``a & b`` runs both and reports every
@@ -84,6 +88,7 @@ class _All(Validator[Any, Any]):
     """``a & b``: every part runs (unless a transforming part failed first)."""
 
     __slots__ = ("parts",)
+    parts: tuple[Validator[Any, Any], ...]
 
     def __init__(self, *parts: Validator[Any, Any]) -> None:
         flat: list[Validator[Any, Any]] = []
@@ -160,9 +165,7 @@ def _is_secret_path(tp: Any, loc: tuple[str | int, ...]) -> bool:
         if not nxt:
             return False
         current = nxt
-    return any(
-        isinstance(u, type) and issubclass(u, secret) for t in current for u in _unwrap(t)
-    )
+    return any(isinstance(u, type) and issubclass(u, secret) for t in current for u in _unwrap(t))
 
 
 def _child_types(tp: Any, key: str | int) -> list[Any]:
@@ -260,7 +263,11 @@ class Validate(Validator[Any, T]):
                 adapter = _adapter(tp)
                 validate_python = adapter.validate_python
                 validate_json = adapter.validate_json
-        except (pydantic.PydanticSchemaGenerationError, pydantic.PydanticUserError, TypeError) as exc:
+        except (
+            pydantic.PydanticSchemaGenerationError,
+            pydantic.PydanticUserError,
+            TypeError,
+        ) as exc:
             raise ConfigurationError(
                 f"cannot validate against {tp!r}: {exc}. Pass a pydantic model, dataclass, "
                 "TypedDict or another type pydantic accepts",
@@ -412,11 +419,12 @@ def check(
                 ]
             ) from exc
         if not ok:
-            raise ValidationError(reasons=[Reason(path, message, _value(record) if path else None, "check")])
+            raise ValidationError(
+                reasons=[Reason(path, message, _value(record) if path else None, "check")]
+            )
         return record
 
     validator: Validator[T, T] = Validator(
         rule, name=name or message, warn=warn, on_error=on_error, transforms=False
     )
     return validator
-

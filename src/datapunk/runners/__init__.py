@@ -13,11 +13,13 @@ Built in:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from datapunk._core.errors import ConfigurationError
 from datapunk.runners._serial import Serial
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
 
 __all__ = ["Serial", "by_name", "names"]
 

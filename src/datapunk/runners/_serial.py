@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, final
 
 if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
     from datapunk._core.engine import ChunkResult
     from datapunk._core.report import RunReport
     from datapunk._core.run import Job
