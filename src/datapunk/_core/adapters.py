@@ -32,7 +32,7 @@ class ChunkReader:
                 records = list(obj[start : start + size])
                 yield range(start, start + len(records)), records, []
             return
-        read = getattr(obj, "read", None)
+        read: Callable[[], Iterable[Any]] | None = getattr(obj, "read", None)
         if callable(read) and not isinstance(obj, str | bytes):
             yield from self._from_source(read)
             return
@@ -82,10 +82,11 @@ class ChunkReader:
                 ) from exc
             if item is _END:
                 break
-            last, record = item
+            position, record = item
+            last = position
             if record.__class__ is Malformed:
                 malformed.append(len(records))
-            positions.append(last)
+            positions.append(position)
             records.append(record)
             if len(records) >= size:
                 yield positions, records, malformed

@@ -134,7 +134,15 @@ class Pipeline(Stage[In, Out]):
     @overload
     def __init__(
         self: Pipeline[Any, Any],
-        *stages: Stage[Any, Any] | Callable[..., Any],
+        s1: Stage[Any, Any],
+        s2: Stage[Any, Any],
+        s3: Stage[Any, Any],
+        s4: Stage[Any, Any],
+        s5: Stage[Any, Any],
+        s6: Stage[Any, Any],
+        s7: Stage[Any, Any],
+        /,
+        *rest: Stage[Any, Any],
         name: str | None = ...,
     ) -> None: ...
     def __init__(self, *stages: Any, name: str | None = None) -> None:

@@ -120,7 +120,7 @@ class Stage(Generic[In, Out]):
         self.fn = fn
         self.kind: Kind = kind
         self.name = label
-        self.on_error = _check_on_error(on_error, f"stage {label!r}")
+        self.on_error: OnError | None = _check_on_error(on_error, f"stage {label!r}")
         self.size = size
         self.is_async = _is_async(fn)
         self.warn = False

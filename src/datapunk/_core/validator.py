@@ -5,7 +5,7 @@ from __future__ import annotations
 import types
 import typing
 from functools import cache
-from typing import Any, TypeVar, final
+from typing import Any, TypeVar, final, overload
 
 from datapunk._core.errors import ConfigurationError, DataProcessingError, ValidationError
 from datapunk._core.stage import Stage
@@ -109,15 +109,17 @@ class _All(Validator[Any, Any]):
     def _run(self, record: Any) -> Any:
         value = record
         reasons: list[Reason] = []
+        broken = False
         for part in self.parts:
-            if part.transforms and reasons:
-                # The value's type is unknown after a failed transform: a later
-                # transform would only repeat the problem.
-                continue
+            if broken:
+                # After a failed transform the value's type is unknown: later
+                # parts expect the transformed value, so they cannot run.
+                break
             try:
                 result = part.validate(value)
             except ValidationError as err:
                 reasons.extend(err.reasons)
+                broken = part.transforms
                 continue
             if part.transforms:
                 value = result
@@ -242,9 +244,29 @@ class Validate(Validator[Any, T]):
 
     __slots__ = ("strict", "type")
 
+    @overload
     def __init__(
         self,
-        tp: type[T] | Any,
+        tp: type[T],
+        *,
+        name: str | None = ...,
+        warn: bool = ...,
+        on_error: OnError | None = ...,
+        strict: bool | None = ...,
+    ) -> None: ...
+    @overload
+    def __init__(
+        self: Validate[Any],
+        tp: Any,
+        *,
+        name: str | None = ...,
+        warn: bool = ...,
+        on_error: OnError | None = ...,
+        strict: bool | None = ...,
+    ) -> None: ...
+    def __init__(
+        self,
+        tp: Any,
         *,
         name: str | None = None,
         warn: bool = False,
@@ -275,8 +297,8 @@ class Validate(Validator[Any, T]):
             ) from exc
         accepts_text = _accepts_text(tp)
 
+        chosen: Callable[[Any], Any]
         if strict is None and not accepts_text:
-            fn = validate_python
 
             def run(record: Any) -> Any:
                 if isinstance(record, str | bytes | bytearray):
@@ -284,11 +306,13 @@ class Validate(Validator[Any, T]):
                 return validate_python(record)
 
             # The common case (dict in) takes the direct path; text goes via run().
-            chosen: Callable[[Any], Any] = _TextAware(fn, run)
+            chosen = _TextAware(validate_python, run)
         else:
 
-            def chosen(record: Any) -> Any:
+            def run_strict(record: Any) -> Any:
                 return validate_python(record, strict=strict)
+
+            chosen = run_strict
 
         type_name = getattr(tp, "__name__", None) or repr(tp)
         super().__init__(

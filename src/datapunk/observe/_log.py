@@ -15,7 +15,18 @@ from typing import Any
 
 import structlog
 
-__all__ = ["get_logger"]
+__all__ = ["capturing", "get_logger"]
+
+# Active datapunk.testing.capture_logs() blocks, innermost last.
+_CAPTURES: list[Any] = []
+
+
+def capturing(capture: Any) -> None:
+    """Route events to *capture* (a ``structlog.testing.LogCapture``); ``None`` pops."""
+    if capture is None:
+        _CAPTURES.pop()
+    else:
+        _CAPTURES.append(capture)
 
 
 def get_logger(**initial: Any) -> Any:
@@ -28,6 +39,12 @@ def get_logger(**initial: Any) -> Any:
     Returns:
         A structlog bound logger.
     """
+    if _CAPTURES:
+        return structlog.wrap_logger(
+            None,
+            processors=[_CAPTURES[-1]],
+            wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG),
+        ).bind(**initial)
     if structlog.is_configured():
         return structlog.get_logger("datapunk").bind(**initial)
     return structlog.wrap_logger(
