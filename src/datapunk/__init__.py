@@ -36,6 +36,7 @@ from datapunk._core.errors import (
     ValidationError,
 )
 from datapunk._core.pipeline import Pipeline
+from datapunk._core.policies import CircuitBreaker, Retry
 from datapunk._core.report import ErrorSample, RunReport, StageReport
 from datapunk._core.stage import Batch, Filter, FlatMap, Stage, stage
 from datapunk._core.types import DeadLetter, Malformed, Reason
@@ -46,6 +47,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "Batch",
+    "CircuitBreaker",
     "CircuitOpenError",
     "ConfigurationError",
     "DataProcessingError",
@@ -58,6 +60,7 @@ __all__ = [
     "Malformed",
     "Pipeline",
     "Reason",
+    "Retry",
     "RetryError",
     "RunReport",
     "SinkError",
@@ -82,6 +85,7 @@ __all__ = [
 # Public classes report the import users write (``datapunk.Pipeline``).
 for _obj in (
     Batch,
+    CircuitBreaker,
     CircuitOpenError,
     ConfigurationError,
     DataProcessingError,
@@ -94,6 +98,7 @@ for _obj in (
     Malformed,
     Pipeline,
     Reason,
+    Retry,
     RetryError,
     RunReport,
     SinkError,

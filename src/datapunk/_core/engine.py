@@ -15,7 +15,6 @@ results exactly as the serial runner does.
 
 from __future__ import annotations
 
-import asyncio
 import threading
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -32,6 +31,7 @@ from datapunk._core.types import DeadLetter, Kind, Malformed, OnError, Position,
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine, Sequence
 
+    from datapunk._core.policies import Guard
     from datapunk._core.stage import Stage
 
 __all__ = [
@@ -49,8 +49,8 @@ T = TypeVar("T")
 SOURCE_STAGE = "<source>"
 
 # Indexes into an op's counters.
-IN, OUT, FILTERED, FAILED, SKIPPED, WARNINGS, RETRIES, DEGRADED = range(8)
-N_COUNTERS = 8
+IN, OUT, FILTERED, FAILED, SKIPPED, WARNINGS, RETRIES, DEGRADED, BREAKER_OPENS = range(9)
+N_COUNTERS = 9
 
 
 @attrs.define(slots=True, eq=False)
@@ -67,6 +67,13 @@ class Op:
     size: int
     convert: Callable[[Exception], DataProcessingError] | None
     index: int
+    optional: bool = False
+    guard: Guard | None = None
+
+    def bound(self, counts: list[int]) -> Op:
+        """Return a copy whose ``fn`` applies the stage's policies, counting into *counts*."""
+        assert self.guard is not None
+        return attrs.evolve(self, fn=self.guard.bind(counts))
 
     def with_policy(self, default: OnError) -> Op:
         """Return a copy whose unset ``on_error`` is *default*."""
@@ -91,21 +98,43 @@ def compile_stages(stage: Stage[Any, Any], on_error: OnError = "dead_letter") ->
         count = seen.get(s.name, 0) + 1
         seen[s.name] = count
         name = s.name if count == 1 else f"{s.name}#{count}"
+        guard = _guard(s, name)
         ops.append(
             Op(
                 stage=s,
                 name=name,
                 kind=s.kind,
-                fn=s.fn,
+                fn=s.fn if guard is None else guard.bind(None),
                 is_async=s.is_async,
                 on_error=s.on_error or on_error,
                 warn=s.warn,
                 size=s.size or 0,
                 convert=s._convert,
                 index=i,
+                optional=getattr(s, "optional", False),
+                guard=guard,
             )
         )
     return ops
+
+
+def _guard(s: Stage[Any, Any], name: str) -> Guard | None:
+    retry = getattr(s, "retry", None)
+    timeout = getattr(s, "timeout", None)
+    breaker = getattr(s, "breaker", None)
+    if retry is None and timeout is None and breaker is None:
+        return None  # no policy: the fused loop calls the raw function
+    from datapunk._core.policies import make_guard
+
+    return make_guard(
+        s.fn,
+        stage=name,
+        kind=s.kind,
+        is_async=s.is_async,
+        retry=retry,
+        timeout=timeout,
+        breaker=breaker,
+    )
 
 
 @attrs.define(slots=True, eq=False)
@@ -151,7 +180,8 @@ class _Chunk:
         Record that the record at original index *k* failed in *op*.
 
         Returns:
-            True if the record passes on unchanged (a warn-only validator).
+            True if the record passes on unchanged (a warn-only validator, or
+            an ``optional`` stage: a degradation).
 
         Raises:
             DataProcessingError: When the op's policy is ``"raise"``.
@@ -171,7 +201,8 @@ class _Chunk:
         else:
             error_type, message = type(err).__name__, err.message
             reasons = getattr(err, "reasons", ())
-        if not warn and op.on_error == "raise":
+        degrade = op.optional and not warn
+        if not warn and not degrade and op.on_error == "raise":
             if err is None:
                 raise StageError.wrap(exc, stage=op.name, position=position)
             if err.stage is None:
@@ -180,9 +211,11 @@ class _Chunk:
             if err is exc:
                 raise err
             raise err from exc
-        action = "warn" if warn else op.on_error
+        action = "warn" if warn else "degrade" if degrade else op.on_error
         if warn:
             counts[WARNINGS] += 1
+        elif degrade:
+            counts[DEGRADED] += 1
         elif action == "skip":
             counts[SKIPPED] += 1
         else:
@@ -197,11 +230,18 @@ class _Chunk:
                     error_type=error_type,
                     message=message,
                     reasons=tuple(reasons),
+                    attempts=_attempts(exc),
                     run_id=self.run_id,
                 ),
             )
         )
-        return warn
+        return warn or degrade
+
+
+def _attempts(exc: BaseException) -> int:
+    # Set by the retry policy (datapunk._core.policies) on what a stage raised.
+    n = getattr(exc, "_datapunk_attempts", 1)
+    return n if isinstance(n, int) and n >= 1 else 1
 
 
 def _keep(idx: list[int] | None, n: int, bad: list[int]) -> list[int]:
@@ -250,7 +290,9 @@ def _filter(
                 append(v)
                 keep(k)
         except Exception as exc:
-            ch.fail(op, k, exc, v)
+            if ch.fail(op, k, exc, v):
+                append(v)
+                keep(k)
     return out, kept
 
 
@@ -265,7 +307,9 @@ def _flat_map(
         try:
             items = list(fn(v))
         except Exception as exc:
-            ch.fail(op, k, exc, v)
+            if ch.fail(op, k, exc, v):
+                out.append(v)
+                kept.append(k)
             continue
         out.extend(items)
         kept.extend([k] * len(items))
@@ -360,7 +404,9 @@ async def _afilter(
                 out.append(v)
                 kept.append(k)
         except Exception as exc:
-            ch.fail(op, k, exc, v)
+            if ch.fail(op, k, exc, v):
+                out.append(v)
+                kept.append(k)
     return out, kept
 
 
@@ -381,7 +427,9 @@ async def _aflat_map(
         try:
             items = await _collect_async(fn(v))
         except Exception as exc:
-            ch.fail(op, k, exc, v)
+            if ch.fail(op, k, exc, v):
+                out.append(v)
+                kept.append(k)
             continue
         out.extend(items)
         kept.extend([k] * len(items))
@@ -488,6 +536,8 @@ def process_chunk(
             break
         counts = ch.counts[op.index]
         counts[IN] += n
+        if op.guard is not None:
+            op = op.bound(counts)  # noqa: PLW2901 - policies count into this chunk
         t0 = perf()
         if op.is_async:
             vals, idx = run_coroutine(_ASYNC[op.kind](op, vals, idx, ch))
@@ -529,6 +579,8 @@ async def aprocess_chunk(
             break
         counts = ch.counts[op.index]
         counts[IN] += n
+        if op.guard is not None:
+            op = op.bound(counts)  # noqa: PLW2901 - policies count into this chunk
         t0 = perf()
         if op.is_async:
             vals, idx = await _ASYNC[op.kind](op, vals, idx, ch)
@@ -549,6 +601,8 @@ class _LoopThread:
     """An event loop in a helper thread, for callers already inside a loop."""
 
     def __init__(self) -> None:
+        import asyncio
+
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(
             target=self.loop.run_forever, name="datapunk-loop", daemon=True
@@ -556,6 +610,8 @@ class _LoopThread:
         self.thread.start()
 
     def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        import asyncio
+
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
 
@@ -574,6 +630,8 @@ def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
     Returns:
         Its result.
     """
+    import asyncio
+
     try:
         asyncio.get_running_loop()
     except RuntimeError:

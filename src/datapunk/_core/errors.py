@@ -175,12 +175,19 @@ class ValidationError(DataProcessingError, ValueError):
         self.reasons: tuple[Reason, ...] = tuple(reasons)
         if message is None:
             message = _summarise(self.reasons)
-        super().__init__(
-            message,
-            stage=stage,
-            position=position,
-            details={"reasons": [r.to_dict() for r in self.reasons]},
-        )
+        super().__init__(message, stage=stage, position=position)
+
+    def to_dict(self) -> dict[str, Any]:
+        """
+        Return the error as JSON-friendly data, with one entry per reason.
+
+        Returns:
+            A mapping with ``code``, ``type``, ``message`` and ``details``
+            (``details["reasons"]`` lists the reasons).
+        """
+        data = super().to_dict()
+        data["details"]["reasons"] = [r.to_dict() for r in self.reasons]
+        return data
 
 
 def _summarise(reasons: tuple[Reason, ...]) -> str:
@@ -247,15 +254,29 @@ class StageError(DataProcessingError):
 
 
 class StageTimeout(StageError, TimeoutError):
-    """A stage took longer than its ``timeout=`` on one record."""
+    """
+    A stage took longer than its ``timeout=`` on one record.
+
+    Attributes:
+        limit: The time limit, in seconds.
+        elapsed: How long the attempt had run when it was given up, in seconds.
+    """
 
     code = "stage_timeout"
+    limit: float | None = None
+    elapsed: float | None = None
 
 
 class RetryError(StageError):
-    """A stage kept failing after every retry; the last failure is ``__cause__``."""
+    """
+    A stage kept failing after every retry; the last failure is ``__cause__``.
+
+    Attributes:
+        attempts: How many times the stage was tried.
+    """
 
     code = "retry_error"
+    attempts: int = 1
 
 
 class CircuitOpenError(StageError):

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from datapunk._core.engine import (
+    BREAKER_OPENS,
     DEGRADED,
     FAILED,
     FILTERED,
@@ -84,6 +85,7 @@ class StageReport:
         warnings: Records a warn-only validator let pass.
         retries: Retries made.
         degraded: Records an ``optional`` stage passed on unchanged after failing.
+        breaker_opens: Times a failure in this stage opened its circuit breaker.
         seconds: Time spent in the stage.
         latency_p50_ms: Median time per record, in milliseconds.
         latency_p95_ms: 95th percentile, in milliseconds.
@@ -100,6 +102,7 @@ class StageReport:
     warnings: int = 0
     retries: int = 0
     degraded: int = 0
+    breaker_opens: int = 0
     seconds: float = 0.0
     latency_p50_ms: float = 0.0
     latency_p95_ms: float = 0.0
@@ -387,6 +390,7 @@ class RunStats:
                 warnings=c[WARNINGS],
                 retries=c[RETRIES],
                 degraded=c[DEGRADED],
+                breaker_opens=c[BREAKER_OPENS],
                 seconds=secs,
                 latency_p50_ms=_percentile(ordered, 0.50) * 1000,
                 latency_p95_ms=_percentile(ordered, 0.95) * 1000,

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from collections.abc import AsyncIterable, Awaitable, Callable, Iterable
 
     from datapunk._core.pipeline import Pipeline
+    from datapunk._core.policies import CircuitBreaker, Retry
 
 __all__ = ["Batch", "Filter", "FlatMap", "Stage", "as_stage", "stage"]
 
@@ -68,6 +69,13 @@ class Stage(Generic[In, Out]):
         on_error: ``"dead_letter"``, ``"skip"`` or ``"raise"``; ``None`` uses
             the run's policy.
         size: Records per call, for ``batch`` stages only.
+        retry: A :class:`datapunk.Retry`, or a number of attempts (``retry=3``).
+        timeout: Seconds allowed per record (per call for a batch stage).
+        breaker: A :class:`datapunk.CircuitBreaker`, possibly shared with
+            other stages calling the same service.
+        optional: On failure (after retries), pass the record on unchanged
+            and count a degradation. See :mod:`datapunk._core.policies` for
+            how the policies compose.
 
     Raises:
         ConfigurationError: If *fn* is not callable or an option is invalid.
@@ -81,7 +89,20 @@ class Stage(Generic[In, Out]):
     .. versionadded:: 0.1.0
     """
 
-    __slots__ = ("_convert", "fn", "is_async", "kind", "name", "on_error", "size", "warn")
+    __slots__ = (
+        "_convert",
+        "breaker",
+        "fn",
+        "is_async",
+        "kind",
+        "name",
+        "on_error",
+        "optional",
+        "retry",
+        "size",
+        "timeout",
+        "warn",
+    )
 
     def __init__(
         self,
@@ -91,6 +112,10 @@ class Stage(Generic[In, Out]):
         name: str | None = None,
         on_error: OnError | None = None,
         size: int | None = None,
+        retry: Retry | int | None = None,
+        timeout: float | None = None,
+        breaker: CircuitBreaker | None = None,
+        optional: bool = False,
     ) -> None:
         if not callable(fn):
             raise ConfigurationError(
@@ -125,6 +150,37 @@ class Stage(Generic[In, Out]):
         self.is_async = _is_async(fn)
         self.warn = False
         self._convert: Callable[[Exception], DataProcessingError] | None = None
+        self.retry: Retry | None = None
+        self.timeout: float | None = None
+        self.breaker: CircuitBreaker | None = None
+        self.optional = False
+        if retry is not None or timeout is not None or breaker is not None or optional:
+            self._set_policies(retry, timeout, breaker, optional)
+
+    def _set_policies(
+        self,
+        retry: Retry | int | None,
+        timeout: float | None,
+        breaker: CircuitBreaker | None,
+        optional: bool,
+    ) -> None:
+        from datapunk._core.policies import CircuitBreaker, check_timeout, to_retry
+
+        owner = f"stage {self.name!r}"
+        self.retry = to_retry(retry, owner)
+        self.timeout = check_timeout(timeout, owner)
+        if breaker is not None and not isinstance(breaker, CircuitBreaker):
+            raise ConfigurationError(
+                f"{owner}: breaker= must be a datapunk.CircuitBreaker, got {breaker!r:.60}",
+                details={"option": "breaker", "value": repr(breaker)},
+            )
+        self.breaker = breaker
+        if not isinstance(optional, bool):
+            raise ConfigurationError(
+                f"{owner}: optional= must be True or False, got {optional!r:.60}",
+                details={"option": "optional", "value": repr(optional)},
+            )
+        self.optional = optional
 
     # ------------------------------------------------------------------ calls
     def __call__(self, record: In) -> Out | None:
@@ -198,6 +254,14 @@ class Stage(Generic[In, Out]):
             opts["async"] = True
         if self.warn:
             opts["warn"] = True
+        if self.retry is not None:
+            opts["retry"] = self.retry
+        if self.timeout is not None:
+            opts["timeout"] = self.timeout
+        if self.breaker is not None:
+            opts["breaker"] = self.breaker
+        if self.optional:
+            opts["optional"] = True
         return opts
 
     def __repr__(self) -> str:
@@ -215,6 +279,10 @@ class Filter(Stage[T, T]):
         predicate: record → bool (may be ``async``).
         name: Name in reports (default: the predicate's name).
         on_error: Error policy for records whose predicate raises.
+        retry: Retry policy (see :class:`Stage`).
+        timeout: Seconds allowed per record.
+        breaker: A :class:`datapunk.CircuitBreaker`.
+        optional: Pass the record on unchanged when the stage fails.
 
     Example:
         >>> import datapunk
@@ -231,8 +299,21 @@ class Filter(Stage[T, T]):
         *,
         name: str | None = None,
         on_error: OnError | None = None,
+        retry: Retry | int | None = None,
+        timeout: float | None = None,
+        breaker: CircuitBreaker | None = None,
+        optional: bool = False,
     ) -> None:
-        super().__init__(predicate, kind="filter", name=name, on_error=on_error)
+        super().__init__(
+            predicate,
+            kind="filter",
+            name=name,
+            on_error=on_error,
+            retry=retry,
+            timeout=timeout,
+            breaker=breaker,
+            optional=optional,
+        )
 
 
 @final
@@ -244,6 +325,10 @@ class FlatMap(Stage[A, B]):
         fn: record → iterable of records (may be ``async``, or an async generator).
         name: Name in reports (default: the function's name).
         on_error: Error policy.
+        retry: Retry policy (see :class:`Stage`).
+        timeout: Seconds allowed per record.
+        breaker: A :class:`datapunk.CircuitBreaker`.
+        optional: Pass the record on unchanged when the stage fails.
 
     Example:
         >>> import datapunk
@@ -262,8 +347,21 @@ class FlatMap(Stage[A, B]):
         *,
         name: str | None = None,
         on_error: OnError | None = None,
+        retry: Retry | int | None = None,
+        timeout: float | None = None,
+        breaker: CircuitBreaker | None = None,
+        optional: bool = False,
     ) -> None:
-        super().__init__(fn, kind="flat_map", name=name, on_error=on_error)
+        super().__init__(
+            fn,
+            kind="flat_map",
+            name=name,
+            on_error=on_error,
+            retry=retry,
+            timeout=timeout,
+            breaker=breaker,
+            optional=optional,
+        )
 
 
 @final
@@ -282,6 +380,10 @@ class Batch(Stage[A, B]):
         size: Largest number of records per call.
         name: Name in reports (default: the function's name).
         on_error: Error policy.
+        retry: Retry policy (see :class:`Stage`).
+        timeout: Seconds allowed per record.
+        breaker: A :class:`datapunk.CircuitBreaker`.
+        optional: Pass the record on unchanged when the stage fails.
 
     Raises:
         ConfigurationError: If *size* is not a positive integer.
@@ -302,8 +404,22 @@ class Batch(Stage[A, B]):
         size: int,
         name: str | None = None,
         on_error: OnError | None = None,
+        retry: Retry | int | None = None,
+        timeout: float | None = None,
+        breaker: CircuitBreaker | None = None,
+        optional: bool = False,
     ) -> None:
-        super().__init__(fn, kind="batch", name=name, on_error=on_error, size=size)
+        super().__init__(
+            fn,
+            kind="batch",
+            name=name,
+            on_error=on_error,
+            size=size,
+            retry=retry,
+            timeout=timeout,
+            breaker=breaker,
+            optional=optional,
+        )
 
 
 # ------------------------------------------------------------------ decorator
@@ -347,6 +463,10 @@ def stage(
     kind: Literal["map"] = ...,
     name: str | None = ...,
     on_error: OnError | None = ...,
+    retry: Retry | int | None = ...,
+    timeout: float | None = ...,
+    breaker: CircuitBreaker | None = ...,
+    optional: bool = ...,
 ) -> _MapDecorator: ...
 @overload
 def stage(
@@ -354,6 +474,10 @@ def stage(
     kind: Literal["filter"],
     name: str | None = ...,
     on_error: OnError | None = ...,
+    retry: Retry | int | None = ...,
+    timeout: float | None = ...,
+    breaker: CircuitBreaker | None = ...,
+    optional: bool = ...,
 ) -> _FilterDecorator: ...
 @overload
 def stage(
@@ -361,6 +485,10 @@ def stage(
     kind: Literal["flat_map"],
     name: str | None = ...,
     on_error: OnError | None = ...,
+    retry: Retry | int | None = ...,
+    timeout: float | None = ...,
+    breaker: CircuitBreaker | None = ...,
+    optional: bool = ...,
 ) -> _FlatMapDecorator: ...
 @overload
 def stage(
@@ -369,6 +497,10 @@ def stage(
     size: int,
     name: str | None = ...,
     on_error: OnError | None = ...,
+    retry: Retry | int | None = ...,
+    timeout: float | None = ...,
+    breaker: CircuitBreaker | None = ...,
+    optional: bool = ...,
 ) -> _BatchDecorator: ...
 def stage(
     fn: Callable[..., Any] | None = None,
@@ -378,6 +510,10 @@ def stage(
     name: str | None = None,
     on_error: OnError | None = None,
     size: int | None = None,
+    retry: Retry | int | None = None,
+    timeout: float | None = None,
+    breaker: CircuitBreaker | None = None,
+    optional: bool = False,
 ) -> Any:
     """
     Turn a function into a :class:`Stage`, bare or with options.
@@ -388,6 +524,12 @@ def stage(
         name: Name in reports and dead letters (default: the function's name).
         on_error: ``"dead_letter"``, ``"skip"`` or ``"raise"``; ``None`` uses the run's.
         size: Records per call, for ``kind="batch"``.
+        retry: A :class:`datapunk.Retry`, or a number of attempts (``retry=3``).
+        timeout: Seconds allowed per record (per call for a batch stage).
+        breaker: A :class:`datapunk.CircuitBreaker`, possibly shared with
+            other stages calling the same service.
+        optional: When the stage fails (after its retries), pass the record
+            on unchanged and count a degradation instead of failing it.
 
     Returns:
         A :class:`Stage`, or a decorator that makes one.
@@ -406,11 +548,17 @@ def stage(
         >>> (double | small).apply(3)
         [6]
     """
+    policies: dict[str, Any] = {
+        "retry": retry,
+        "timeout": timeout,
+        "breaker": breaker,
+        "optional": optional,
+    }
     if fn is not None:
-        return Stage(fn, kind=kind, name=name, on_error=on_error, size=size)
+        return Stage(fn, kind=kind, name=name, on_error=on_error, size=size, **policies)
 
     def decorate(func: Callable[..., Any]) -> Stage[Any, Any]:
-        return Stage(func, kind=kind, name=name, on_error=on_error, size=size)
+        return Stage(func, kind=kind, name=name, on_error=on_error, size=size, **policies)
 
     # Check options now, so a mistake points at the decorator line.
     if kind not in KINDS:
