@@ -9,6 +9,18 @@ or by name.
 Built in:
 
 - :class:`Serial` (``"serial"``, the default): one thread, the fused loop.
+- :class:`Threads` (``"threads"``): stage calls on a thread pool, for I/O-bound
+  sync stages.
+- :class:`Processes` (``"processes"``): chunks on worker processes, for
+  CPU-bound stages (``pip install datapunk[processes]`` for lambdas).
+- :class:`Async` (``"async"``): async stages with many calls in flight on one
+  event loop.
+- :class:`Dask` (``"dask"``): partitions of the source on a Dask cluster
+  (``pip install datapunk[dask]``).
+
+Every runner produces the same outputs, counters and dead letters as
+:class:`Serial` (with ``ordered=False``, the same outputs in another order).
+Only :class:`Serial` is imported eagerly; the others load on first use.
 """
 
 from __future__ import annotations
@@ -21,10 +33,41 @@ from datapunk.runners._serial import Serial
 if TYPE_CHECKING:
     from collections.abc import Callable
 
-__all__ = ["Serial", "by_name", "names"]
+__all__ = ["Async", "Dask", "Processes", "Serial", "Threads", "by_name", "names"]
 
-_BUILTIN: dict[str, Callable[[], Any]] = {
+_LAZY = {
+    "Threads": "datapunk.runners._threads",
+    "Processes": "datapunk.runners._processes",
+    "Async": "datapunk.runners._async",
+    "Dask": "datapunk.runners._dask",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def _lazy(name: str) -> Callable[..., Any]:
+    def factory(**options: Any) -> Any:
+        return __getattr__(name)(**options)
+
+    factory.__name__ = name
+    return factory
+
+
+_BUILTIN: dict[str, Callable[..., Any]] = {
     "serial": Serial,
+    "threads": _lazy("Threads"),
+    "processes": _lazy("Processes"),
+    "async": _lazy("Async"),
+    "dask": _lazy("Dask"),
 }
 
 
