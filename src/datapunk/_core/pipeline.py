@@ -8,7 +8,7 @@ from datapunk._core.errors import ConfigurationError
 from datapunk._core.stage import Stage, as_stage
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+    from collections.abc import AsyncIterator, Iterable, Iterator
 
     from datapunk._core.report import RunReport
     from datapunk._core.types import Kind, OnError
@@ -404,5 +404,8 @@ class Pipeline(Stage[In, Out]):
         job = Job.create(
             self, source, None, dead_letter=dead_letter, on_error=on_error, chunk_size=chunk_size
         )
-        async for item in job.aiter_outputs():
-            yield item
+        from contextlib import aclosing
+
+        async with aclosing(job.aiter_outputs()) as items:  # closed with this generator
+            async for item in items:
+                yield item

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import base64
-import dataclasses
 import datetime as _dt
-import decimal
 import enum
 import math
-import uuid
 from collections.abc import Mapping
 from typing import Any, Literal, TypeAlias
 
@@ -105,13 +101,14 @@ def jsonable(value: Any) -> Any:  # noqa: PLR0911 - one branch per kind of value
     dump = getattr(value, "model_dump", None)
     if callable(dump):  # a pydantic model: keep secrets as objects so we mask them
         return jsonable({name: getattr(value, name) for name in type(value).model_fields})
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return jsonable({f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
+    fields = getattr(type(value), "__dataclass_fields__", None)
+    if fields is not None and not isinstance(value, type):
+        return jsonable({name: getattr(value, name) for name in fields})
     if attrs.has(type(value)):
         return jsonable(attrs.asdict(value, recurse=False))
     if isinstance(value, _dt.datetime | _dt.date | _dt.time):
         return value.isoformat()
-    if isinstance(value, decimal.Decimal | uuid.UUID):
+    if type(value).__name__ in ("Decimal", "UUID"):
         return str(value)
     if isinstance(value, enum.Enum):
         return jsonable(value.value)
@@ -119,6 +116,8 @@ def jsonable(value: Any) -> Any:  # noqa: PLR0911 - one branch per kind of value
         try:
             return value.decode()
         except UnicodeDecodeError:
+            import base64
+
             return "base64:" + base64.b64encode(value).decode()
     return safe_str(value)
 
@@ -146,7 +145,7 @@ class Reason:
     type: str = "value_error"
 
     def __str__(self) -> str:
-        where = ".".join(str(p) for p in self.path) if self.path else "record"
+        where = ".".join(map(str, self.path)) if self.path else "record"
         return f"{where}: {self.message} (got {safe_str(self.value, 80)})"
 
     def to_dict(self) -> dict[str, Any]:

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import functools
 import types
 import typing
-from functools import cache
+from functools import cache, lru_cache
 from typing import Any, TypeVar, final, overload
 
 from datapunk._core.errors import ConfigurationError, DataProcessingError, ValidationError
@@ -153,6 +154,7 @@ def _unwrap(tp: Any) -> Iterator[Any]:
         yield tp
 
 
+@lru_cache(maxsize=4096)
 def _is_secret_path(tp: Any, loc: tuple[str | int, ...]) -> bool:
     """Whether *loc* inside a value of type *tp* is (or is inside) a secret."""
     secret = _secret_types()
@@ -167,7 +169,32 @@ def _is_secret_path(tp: Any, loc: tuple[str | int, ...]) -> bool:
         if not nxt:
             return False
         current = nxt
-    return any(isinstance(u, type) and issubclass(u, secret) for t in current for u in _unwrap(t))
+    # The value at *loc* may be a whole model or container (a model-level
+    # validator fails with loc=()): mask it if a secret can be anywhere inside.
+    seen: set[int] = set()
+    return any(_contains_secret(t, secret, seen) for t in current)
+
+
+def _contains_secret(tp: Any, secret: tuple[type, ...], seen: set[int]) -> bool:
+    """Whether a value of type *tp* is, or may hold, a secret."""
+    if id(tp) in seen:
+        return False
+    seen.add(id(tp))
+    for u in _unwrap(tp):
+        if isinstance(u, type) and issubclass(u, secret):
+            return True
+        fields = getattr(u, "model_fields", None)
+        if isinstance(fields, dict):
+            children = [f.annotation for f in fields.values()]
+        else:
+            try:
+                children = list(typing.get_type_hints(u).values()) if isinstance(u, type) else []
+            except Exception:
+                children = []
+            children += [a for a in typing.get_args(u) if a is not ...]
+        if any(_contains_secret(c, secret, seen) for c in children):
+            return True
+    return False
 
 
 def _child_types(tp: Any, key: str | int) -> list[Any]:
@@ -210,7 +237,7 @@ class Validate(Validator[Any, T]):
 
     Accepts a pydantic model, a dataclass, a ``TypedDict``, or any type that
     :class:`pydantic.TypeAdapter` accepts. Dicts and JSON-like values are
-    validated (and coerced the way pydantic does); JSON text is parsed first.
+    validated (and coerced the way pydantic does, unless ``strict=True``).
     Every problem becomes one :class:`datapunk.Reason` with the field path as
     a tuple (``("flights", 0, "dep_delay")``); the values of secret fields are
     never kept.
@@ -279,40 +306,29 @@ class Validate(Validator[Any, T]):
         self.strict = strict
         try:
             if isinstance(tp, type) and issubclass(tp, pydantic.BaseModel):
-                validate_python: Callable[..., Any] = tp.model_validate
-                validate_json: Callable[..., Any] = tp.model_validate_json
+                if not tp.__pydantic_complete__:
+                    tp.model_rebuild(raise_errors=True)
+                core = tp.__pydantic_validator__
             else:
-                adapter = _adapter(tp)
-                validate_python = adapter.validate_python
-                validate_json = adapter.validate_json
+                core = _adapter(tp).validator
         except (
             pydantic.PydanticSchemaGenerationError,
             pydantic.PydanticUserError,
             TypeError,
+            NameError,
         ) as exc:
             raise ConfigurationError(
                 f"cannot validate against {tp!r}: {exc}. Pass a pydantic model, dataclass, "
                 "TypedDict or another type pydantic accepts",
                 details={"type": repr(tp)},
             ) from exc
-        accepts_text = _accepts_text(tp)
-
-        chosen: Callable[[Any], Any]
-        if strict is None and not accepts_text:
-
-            def run(record: Any) -> Any:
-                if isinstance(record, str | bytes | bytearray):
-                    return validate_json(record)
-                return validate_python(record)
-
-            # The common case (dict in) takes the direct path; text goes via run().
-            chosen = _TextAware(validate_python, run)
-        else:
-
-            def run_strict(record: Any) -> Any:
-                return validate_python(record, strict=strict)
-
-            chosen = run_strict
+        # The core validator's bound method is called straight from the fused
+        # loop: no Python frame of ours on the hot path.
+        chosen: Callable[[Any], Any] = (
+            core.validate_python
+            if strict is None
+            else functools.partial(core.validate_python, strict=strict)
+        )
 
         type_name = getattr(tp, "__name__", None) or repr(tp)
         super().__init__(
@@ -336,7 +352,7 @@ class Validate(Validator[Any, T]):
             loc = tuple(err.get("loc", ()))
             kind = str(err.get("type", "value_error"))
             value = None if kind == "missing" else err.get("input")
-            if value is not None and loc and _is_secret_path(self.type, loc):
+            if value is not None and _is_secret_path(self.type, loc):
                 value = _MASKED
             reasons.append(Reason(loc, str(err.get("msg", "")), value, kind))
         return ValidationError(reasons=reasons)
@@ -351,29 +367,6 @@ class _Masked:
 
 
 _MASKED = _Masked()
-
-
-class _TextAware:
-    """Call the direct validator for non-text input, the JSON path for text."""
-
-    __slots__ = ("__name__", "direct", "text")
-
-    def __init__(self, direct: Callable[[Any], Any], text: Callable[[Any], Any]) -> None:
-        self.direct = direct
-        self.text = text
-        self.__name__ = "validate"
-
-    def __call__(self, record: Any) -> Any:
-        if record.__class__ is dict:
-            return self.direct(record)
-        return self.text(record)
-
-
-def _accepts_text(tp: Any) -> bool:
-    return any(
-        u in (str, bytes, bytearray, Any, object) or typing.get_origin(u) is typing.Literal
-        for u in _unwrap(tp)
-    )
 
 
 # ---------------------------------------------------------------------- check
