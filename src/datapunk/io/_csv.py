@@ -1,0 +1,358 @@
+"""CSV and TSV through the standard library's :mod:`csv`."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, final
+
+from datapunk._core.errors import ConfigurationError, SinkError, SourceError
+from datapunk._core.types import Malformed, jsonable
+from datapunk.io._files import (
+    DEFAULT_MAX_LINE_BYTES,
+    AtomicFile,
+    check_max_line_bytes,
+    check_readable,
+    describe_bad_utf8,
+    guard_write,
+    iter_lines,
+    open_binary,
+)
+
+if TYPE_CHECKING:
+    import os
+    from collections.abc import Iterable, Iterator, Sequence
+
+__all__ = ["CsvSink", "CsvSource"]
+
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+
+
+def _check_delimiter(delimiter: object) -> str:
+    if not isinstance(delimiter, str) or len(delimiter) != 1 or delimiter in '\r\n"':
+        raise ConfigurationError(
+            f"delimiter must be one character other than a quote or newline, got {delimiter!r}",
+            details={"option": "delimiter"},
+        )
+    return delimiter
+
+
+class _Lines:
+    """Feeds decoded lines to :func:`csv.reader`, remembering which were bad."""
+
+    __slots__ = ("bad", "encoding", "it", "limit", "line")
+
+    def __init__(
+        self, raw_lines: Iterator[tuple[int, bytes, bool]], encoding: str, limit: int
+    ) -> None:
+        self.it = raw_lines
+        self.encoding = encoding
+        self.limit = limit
+        self.line = 0
+        # line number -> (error type, message) for lines that could not be used as is
+        self.bad: dict[int, tuple[str, str]] = {}
+
+    def __iter__(self) -> _Lines:
+        return self
+
+    def __next__(self) -> str:
+        n, raw, oversize = next(self.it)
+        self.line = n
+        if oversize:
+            self.bad[n] = (
+                "LineTooLong",
+                (
+                    f"line {n} is longer than max_line_bytes={self.limit}; "
+                    "split the record or raise max_line_bytes"
+                ),
+            )
+            return "\n"
+        try:
+            return raw.decode(self.encoding)
+        except UnicodeDecodeError as exc:
+            self.bad[n] = (
+                "UnicodeDecodeError",
+                f"line {n} is {describe_bad_utf8(raw, exc, self.encoding)}",
+            )
+            return raw.decode(self.encoding, "replace")
+
+
+@final
+class CsvSource:
+    r"""
+    Read a CSV (or TSV) file with a header row; each row becomes a dict.
+
+    Values stay text (types are the validators' business), except that
+    values listed in *null_values* become ``None``. Positions are the 1-based
+    line number where the row starts, as an editor shows it. A row with more
+    or fewer fields than the header, an undecodable line or an oversize line
+    becomes a failed record at its line; the rest is read. A UTF-8 byte
+    order mark is stripped.
+
+    Args:
+        path: The file (``.csv``, ``.tsv``, optionally ``.gz``).
+        delimiter: Field separator (default ``","``, ``"\t"`` for ``.tsv``).
+        encoding: Text encoding (default UTF-8).
+        null_values: Field values read as ``None`` (default: the empty field).
+        fieldnames: Column names, when the file has no header row.
+        max_line_bytes: Longest line accepted (default 16 MiB).
+
+    Raises:
+        SourceError: If the file is missing, a directory or unreadable.
+        ConfigurationError: If an option is invalid.
+
+    Example:
+        >>> import datapunk, pathlib, tempfile
+        >>> p = pathlib.Path(tempfile.mkdtemp()) / "in.csv"
+        >>> _ = p.write_text("id,score\na,1\nb,NA\n")
+        >>> list(datapunk.io.CsvSource(p, null_values=["NA"]).read())
+        [(2, {'id': 'a', 'score': '1'}), (3, {'id': 'b', 'score': None})]
+
+    .. versionadded:: 0.1.0
+    """
+
+    format = "csv"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        delimiter: str = ",",
+        encoding: str = "utf-8",
+        null_values: Iterable[str] = ("",),
+        fieldnames: Sequence[str] | None = None,
+        max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
+    ) -> None:
+        self.path = Path(path)
+        self.name = str(path)
+        self.delimiter = _check_delimiter(delimiter)
+        self.encoding = encoding
+        if isinstance(null_values, str):
+            raise ConfigurationError(
+                f"null_values must be a list of strings, got the string {null_values!r}; "
+                f"write [{null_values!r}]",
+                details={"option": "null_values"},
+            )
+        self.null_values = frozenset(null_values)
+        self.fieldnames = list(fieldnames) if fieldnames is not None else None
+        self.max_line_bytes = check_max_line_bytes(max_line_bytes)
+        check_readable(self.path)
+
+    def read(self) -> Iterator[tuple[int, Any]]:
+        """
+        Yield ``(line_number, row_dict)`` for every data row.
+
+        Yields:
+            Pairs of the row's first line number and the row (or ``datapunk.Malformed``).
+
+        Raises:
+            SourceError: If the header row itself cannot be read.
+        """
+        with open_binary(self.path) as f:
+            lines = _Lines(iter_lines(f, self.max_line_bytes), self.encoding, self.max_line_bytes)
+            reader = csv.reader(lines, delimiter=self.delimiter, strict=False)
+            header = self.fieldnames
+            if header is None:
+                header = self._header(reader, lines)
+                if header is None:
+                    return
+            yield from self._rows(reader, lines, header)
+
+    def _header(self, reader: Any, lines: _Lines) -> list[str] | None:
+        try:
+            for row in reader:
+                if not row:
+                    continue
+                if lines.bad:
+                    (_, message), *_ = lines.bad.values()
+                    raise SourceError(
+                        f"cannot read the header row of {self.name!r}: {message}",
+                        path=self.name,
+                        position=lines.line,
+                    )
+                if len(set(row)) != len(row):
+                    dupes = sorted({c for c in row if row.count(c) > 1})
+                    raise SourceError(
+                        f"the header row of {self.name!r} repeats column(s) {dupes}: "
+                        "rename them or pass fieldnames=",
+                        path=self.name,
+                        position=lines.line,
+                    )
+                return list(row)
+        except csv.Error as exc:
+            raise SourceError(
+                f"cannot read the header row of {self.name!r} (line {lines.line}): {exc}",
+                path=self.name,
+                position=lines.line,
+            ) from exc
+        return None
+
+    def _rows(self, reader: Any, lines: _Lines, header: list[str]) -> Iterator[tuple[int, Any]]:
+        width = len(header)
+        nulls = self.null_values
+        bad = lines.bad
+        delimiter = self.delimiter
+        nxt = reader.__next__
+        while True:
+            start = lines.line + 1
+            try:
+                row = nxt()
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                end = lines.line
+                yield (
+                    start,
+                    Malformed(
+                        f"<lines {start}-{end}>",
+                        f"line {start} cannot be parsed as CSV: {exc}",
+                        "CsvError",
+                    ),
+                )
+                continue
+            if not row:
+                continue
+            if bad:
+                hits = [n for n in range(start, lines.line + 1) if n in bad]
+                if hits:
+                    error_type, message = bad[hits[0]]
+                    for n in hits:
+                        del bad[n]
+                    yield start, Malformed(_unparse(row, delimiter), message, error_type)
+                    continue
+            if len(row) != width:
+                yield (
+                    start,
+                    Malformed(
+                        _unparse(row, delimiter),
+                        f"line {start} has {len(row)} field(s) but the header has {width}; "
+                        "fix the row (a missing or extra delimiter, or an unquoted "
+                        f"{delimiter!r} inside a value)",
+                        "RaggedRow",
+                    ),
+                )
+                continue
+            if nulls:
+                yield (
+                    start,
+                    {k: (None if v in nulls else v) for k, v in zip(header, row, strict=True)},
+                )
+            else:
+                yield start, dict(zip(header, row, strict=True))
+
+    def __repr__(self) -> str:
+        return f"CsvSource({self.name!r})"
+
+
+def _unparse(row: list[str], delimiter: str) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, delimiter=delimiter, lineterminator="").writerow(row)
+    return buf.getvalue()
+
+
+def _cell(value: Any) -> Any:
+    """One CSV cell: plain values as they are, others as JSON text."""
+    if value.__class__ in _PLAIN:
+        return value
+    plain = jsonable(value)
+    if isinstance(plain, dict | list):
+        return json.dumps(plain, ensure_ascii=False)
+    return plain
+
+
+@final
+class CsvSink:
+    r"""
+    Write records as CSV, atomically (temporary file, fsync, rename on close).
+
+    The header is *fieldnames*, or the keys of the first record. Records may
+    be dicts, pydantic models, dataclasses or attrs classes; ``None`` becomes
+    an empty field, nested values become JSON text and secrets are masked.
+
+    Args:
+        path: The target (``.csv``, ``.tsv``, optionally ``.gz``).
+        delimiter: Field separator (default ``","``, ``"\t"`` for ``.tsv``).
+        encoding: Text encoding (default UTF-8).
+        fieldnames: The columns, in order.
+
+    Raises:
+        SinkError: If the directory does not exist or is not writable, or
+            (when writing) a record has a field not in the header.
+
+    .. versionadded:: 0.1.0
+    """
+
+    format = "csv"
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        delimiter: str = ",",
+        encoding: str = "utf-8",
+        fieldnames: Sequence[str] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.name = str(path)
+        self.delimiter = _check_delimiter(delimiter)
+        self.fieldnames = list(fieldnames) if fieldnames is not None else None
+        self._fields: frozenset[str] = frozenset(self.fieldnames or ())
+        self._file = AtomicFile(self.path, encoding=encoding, newline="")
+        self._writer: Any = None
+
+    def _start(self, first: dict[str, Any]) -> Any:
+        if self.fieldnames is None:
+            self.fieldnames = [str(k) for k in first]
+            self._fields = frozenset(self.fieldnames)
+        writer = csv.writer(self._file.stream(), delimiter=self.delimiter, lineterminator="\n")
+        writer.writerow(self.fieldnames)
+        self._writer = writer
+        return writer
+
+    def write(self, records: Sequence[Any]) -> None:
+        """
+        Append *records* as rows.
+
+        Args:
+            records: The batch.
+
+        Raises:
+            SinkError: If a record is not a mapping or has fields not in the header.
+        """
+        rows: list[list[Any]] = []
+        for record in records:
+            rec = record if record.__class__ is dict else jsonable(record)
+            if not isinstance(rec, dict):
+                raise SinkError(
+                    f"cannot write a {type(record).__name__} as a CSV row to {self.name!r}: "
+                    "records must be mappings, models or dataclasses (or write JSON Lines)",
+                    path=self.name,
+                )
+            writer = self._writer or self._start(rec)
+            fields = self._fields
+            if rec.keys() != fields:
+                extra = [k for k in rec if k not in fields]
+                if extra:
+                    raise SinkError(
+                        f"record has field(s) {extra} that are not columns of {self.name!r} "
+                        f"({self.fieldnames}, taken from the first record): give fieldnames= "
+                        "or write JSON Lines",
+                        path=self.name,
+                    )
+            assert self.fieldnames is not None
+            rows.append([_cell(rec.get(k)) for k in self.fieldnames])
+        if rows:
+            guard_write(self.path, lambda: writer.writerows(rows))
+
+    def close(self) -> None:
+        """Commit: flush, fsync and rename the file into place."""
+        self._file.commit()
+
+    def abort(self) -> None:
+        """Discard everything written; the target is left untouched."""
+        self._file.abort()
+
+    def __repr__(self) -> str:
+        return f"CsvSink({self.name!r})"
