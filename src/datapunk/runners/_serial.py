@@ -63,3 +63,6 @@ class Serial:
 
     def __repr__(self) -> str:
         return "Serial()"
+
+
+Serial.__module__ = "datapunk.runners"
