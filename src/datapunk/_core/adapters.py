@@ -36,22 +36,29 @@ class ChunkReader:
         if callable(read) and not isinstance(obj, str | bytes):
             yield from self._from_source(read)
             return
-        it = iter(obj)
         start = 0
-        while True:
+        error: Exception | None = None
+        try:
+            it = iter(obj)
+        except Exception as exc:
+            it, error = iter(()), exc
+        while error is None:
+            records: list[Any] = []
             try:
-                records = list(islice(it, size))
+                records.extend(islice(it, size))  # keeps what was read before a failure
             except Exception as exc:
-                raise SourceError(
-                    f"source {self.name!r} raised {type(exc).__name__}: {safe_str(exc)} "
-                    f"after {start} records",
-                    path=self.name,
-                    position=start,
-                ) from exc
-            if not records:
+                error = exc
+            if records:
+                yield range(start, start + len(records)), records, []
+                start += len(records)
+            elif error is None:
                 return
-            yield range(start, start + len(records)), records, []
-            start += len(records)
+        raise SourceError(
+            f"source {self.name!r} raised {type(error).__name__}: {safe_str(error)} "
+            f"after {start} records",
+            path=self.name,
+            position=start,
+        ) from error
 
     def _from_source(self, read: Callable[[], Iterable[Any]]) -> Iterator[RawChunk]:
         try:
@@ -71,9 +78,11 @@ class ChunkReader:
         while True:
             try:
                 item = next(items, _END)
-            except (SourceError, ConfigurationError):
-                raise
             except Exception as exc:
+                if records:  # deliver what was read before the failure
+                    yield positions, records, malformed
+                if isinstance(exc, SourceError | ConfigurationError):
+                    raise
                 raise SourceError(
                     f"source {self.name!r} raised {type(exc).__name__}: {safe_str(exc)} "
                     f"after position {last}",

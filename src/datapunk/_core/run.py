@@ -327,6 +327,10 @@ class Job:
                 for item in result.outputs:
                     yield item
             self._commit()
+        except GeneratorExit:
+            # Closed early, as Stream: what was read is accounted for; commit it.
+            self._commit()
+            raise
         except BaseException as exc:
             self._abort(exc)
             raise
