@@ -87,16 +87,17 @@ def _fold(
                 out.append(v)
                 kept.append(k)
         elif kind == "filter":
-            if not ok:
-                ch.fail(op, k, r, v)
-            elif r:
+            if ok and not r:
+                continue
+            if ok or ch.fail(op, k, r, v):  # kept, or passed on (warn / optional)
                 out.append(v)
                 kept.append(k)
         elif ok:  # flat_map
             out.extend(r)
             kept.extend([k] * len(r))
-        else:
-            ch.fail(op, k, r, v)
+        elif ch.fail(op, k, r, v):
+            out.append(v)
+            kept.append(k)
     return out, kept
 
 
@@ -145,6 +146,8 @@ def _drive(
             on_op(op.index)
         counts = ch.counts[op.index]
         counts[IN] += n
+        if op.guard is not None:
+            op = op.bound(counts)  # noqa: PLW2901 - policies count into this chunk
         t0 = perf()
         vals, idx = apply(op, vals, idx, ch)
         seconds[op.index] += perf() - t0
@@ -316,6 +319,8 @@ async def aprocess_chunk_concurrent(
             break
         counts = ch.counts[op.index]
         counts[IN] += n
+        if op.guard is not None:
+            op = op.bound(counts)  # noqa: PLW2901 - policies count into this chunk
         t0 = perf()
         if not op.is_async:
             vals, idx = await loop.run_in_executor(offload, _SYNC[op.kind], op, vals, idx, ch)

@@ -33,6 +33,11 @@ from datapunk.runners._serial import Serial
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    from datapunk.runners._async import Async
+    from datapunk.runners._dask import Dask
+    from datapunk.runners._processes import Processes
+    from datapunk.runners._threads import Threads
+
 __all__ = ["Async", "Dask", "Processes", "Serial", "Threads", "by_name", "names"]
 
 _LAZY = {

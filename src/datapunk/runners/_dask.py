@@ -1,0 +1,389 @@
+"""
+Dask: partitions of the source processed on a Dask cluster.
+
+Each partition is a run of consecutive chunks, processed on a worker by the
+fused serial loop. Partitions are cut on chunk boundaries, so the chunks (and
+the batches of batch stages) are exactly those of a serial run, and so are the
+outputs, counters and dead letters. JSON Lines files are split by byte ranges
+that workers read themselves; every other source is read by the calling
+process and its chunks are shipped to the workers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import math
+import pickle
+from collections import deque
+from typing import IO, TYPE_CHECKING, Any, cast, final
+
+import attrs
+
+from datapunk._core.concurrent import failed_chunk
+from datapunk._core.engine import process_chunk
+from datapunk._core.errors import ConfigurationError, StageError
+from datapunk._core.types import Malformed, safe_str
+from datapunk.runners._common import check_job, positive
+
+if TYPE_CHECKING:
+    from collections.abc import Generator, Iterator
+
+    from datapunk._core.adapters import RawChunk
+    from datapunk._core.engine import ChunkResult, Op
+    from datapunk._core.report import RunReport
+    from datapunk._core.run import Job
+
+__all__ = ["Dask"]
+
+_INSTALL = "pip install datapunk[dask]"
+
+
+def _distributed() -> Any:
+    try:
+        import distributed
+    except ImportError as exc:
+        raise ConfigurationError(
+            f"the Dask runner needs dask.distributed: {_INSTALL}",
+            details={"install": _INSTALL},
+        ) from exc
+    return distributed
+
+
+# ------------------------------------------------------------ partitions
+@attrs.frozen
+class _Chunks:
+    """A partition read by the parent: its chunks travel with the task."""
+
+    chunks: list[RawChunk]
+
+    def read(self, chunk_size: int) -> Iterator[RawChunk]:
+        return iter(self.chunks)
+
+
+@attrs.frozen
+class _JsonlRange:
+    """A byte range of a JSON Lines file, read by the worker."""
+
+    source: Any
+    start: int
+    end: int
+    first_line: int
+
+    def read(self, chunk_size: int) -> Iterator[RawChunk]:
+        from datapunk.io._files import iter_lines
+        from datapunk.io._jsonl import parse_or_malformed
+
+        src = self.source
+        loads, encoding, limit = src._loads, src.encoding, src.max_line_bytes
+        positions: list[int] = []
+        records: list[Any] = []
+        malformed: list[int] = []
+        with src.path.open("rb") as f:
+            f.seek(self.start)
+            for rel, raw, oversize in iter_lines(
+                cast("IO[bytes]", _Bounded(f, self.end - self.start)), limit
+            ):
+                n = self.first_line + rel - 1
+                if oversize:
+                    record: Any = Malformed(
+                        raw[:200].decode(encoding, "replace") + "…",
+                        f"line {n} is longer than max_line_bytes={limit}; "
+                        "split the record or raise max_line_bytes",
+                        "LineTooLong",
+                    )
+                elif raw.isspace():
+                    continue
+                else:
+                    record = parse_or_malformed(raw, loads, encoding, f"line {n}")
+                if record.__class__ is Malformed:
+                    malformed.append(len(records))
+                positions.append(n)
+                records.append(record)
+                if len(records) >= chunk_size:
+                    yield positions, records, malformed
+                    positions, records, malformed = [], [], []
+        if records:
+            yield positions, records, malformed
+
+
+class _Bounded:
+    """A binary file's ``readline`` limited to the next *remaining* bytes."""
+
+    __slots__ = ("f", "remaining")
+
+    def __init__(self, f: Any, remaining: int) -> None:
+        self.f = f
+        self.remaining = remaining
+
+    def readline(self, limit: int = -1) -> bytes:
+        if self.remaining <= 0:
+            return b""
+        size = self.remaining if limit < 0 else min(limit, self.remaining)
+        line: bytes = self.f.readline(size)
+        self.remaining -= len(line)
+        return line
+
+
+def _jsonl_ranges(source: Any, chunk_size: int, partitions: int) -> list[_JsonlRange] | None:
+    """Cut a JSON Lines file into byte ranges of whole chunks (``None``: cannot)."""
+    from datapunk.io._files import _is_gzip, iter_lines
+
+    if _is_gzip(source.path):
+        return None  # a gzip stream cannot be entered in the middle
+    offsets: list[tuple[int, int]] = [(0, 1)]  # (byte offset, first line) per record count
+    records = 0
+    with source.path.open("rb") as f:
+        for n, raw, oversize in iter_lines(f, source.max_line_bytes):
+            if oversize or not raw.isspace():
+                records += 1
+                if records % chunk_size == 0:
+                    offsets.append((f.tell(), n + 1))
+        end = f.tell()
+    if not records:
+        return []
+    n_chunks = math.ceil(records / chunk_size)
+    per = math.ceil(n_chunks / max(1, partitions))
+    cuts = [offsets[i] for i in range(0, n_chunks, per)] + [(end, 0)]
+    return [
+        _JsonlRange(source, start, stop, line)
+        for (start, line), (stop, _) in itertools.pairwise(cuts)
+    ]
+
+
+# ----------------------------------------------------------------- worker
+_OPS_CACHE: dict[str, list[Op]] = {}
+
+
+def _load_ops(token: str, blob: bytes) -> list[Op]:
+    ops = _OPS_CACHE.get(token)
+    if ops is None:
+        import cloudpickle
+
+        ops = cloudpickle.loads(blob)
+        _OPS_CACHE.clear()  # one pipeline at a time per worker process
+        _OPS_CACHE[token] = ops
+    return ops
+
+
+def _run_partition(
+    token: str, blob: bytes, part: Any, chunk_size: int, run_id: str
+) -> tuple[str, Any]:
+    """Process one partition on a worker: the fused serial loop, chunk after chunk."""
+    ops = _load_ops(token, blob)
+    results = []
+    try:
+        for positions, records, malformed in part.read(chunk_size):
+            results.append(process_chunk(ops, positions, records, run_id, malformed))
+    except Exception as exc:  # on_error="raise", or an unreadable file range
+        error: Exception = exc
+        try:
+            pickle.dumps(exc)
+        except Exception:
+            error = StageError(f"{type(exc).__name__}: {safe_str(exc)}")
+        return "error", (len(results), results, error)
+    return "ok", results
+
+
+# ----------------------------------------------------------------- runner
+@final
+class Dask:
+    """
+    Run partitions of the source on a Dask cluster (``pip install datapunk[dask]``).
+
+    The source is cut into partitions of whole chunks. A JSON Lines file is
+    cut into byte ranges that the workers read themselves (the file must be
+    at the same path on every worker: a shared or network file system);
+    other sources (iterables, CSV, Parquet, any ``Source``) are read by the
+    calling process and their chunks are shipped with the tasks. Each
+    partition runs the fused serial loop on a worker; the outputs, counters
+    and dead letters come back and are merged, in input order, into one
+    :class:`datapunk.RunReport`, and the outputs are written by the run's
+    sink in the calling process (a file sink commits atomically, once).
+
+    Stages travel to the workers with cloudpickle, so lambdas work; the
+    modules they use must be importable on the workers.
+
+    Args:
+        client: A ``distributed.Client``. ``None`` uses the current default
+            client, or starts a local cluster for the run. For a real cluster:
+            ``Dask(Client("tcp://scheduler:8786"))``.
+        partitions: How many partitions to cut a JSON Lines file or a list
+            into (default: twice the cluster's threads). Other iterables are
+            cut every ``partition_chunks`` chunks, as they are read.
+        partition_chunks: Chunks per partition for iterables of unknown
+            length (default 4).
+        ordered: Deliver outputs in input order (default). With ``False``,
+            partitions are delivered as they finish.
+        max_in_flight: Partitions submitted and not yet delivered at most
+            (default: twice the cluster's threads).
+
+    Memory bound: at most ``max_in_flight`` partitions are in flight; for
+    sources read by the calling process that is ``max_in_flight x
+    partition_chunks x chunk_size`` records held in the caller, and a JSON
+    Lines range is read by its worker one chunk at a time. Outputs of up to
+    ``max_in_flight`` partitions wait in memory to be written.
+
+    A task lost with its worker is retried by Dask; a partition that kills
+    workers again and again (``distributed.KilledWorker``) fails its records
+    into the dead letters, and the run goes on.
+
+    Raises:
+        ConfigurationError: dask is not installed, or an option is invalid.
+
+    .. versionadded:: 0.1.0
+    """
+
+    __slots__ = ("client", "max_in_flight", "ordered", "partition_chunks", "partitions")
+    name = "dask"
+
+    def __init__(
+        self,
+        client: Any = None,
+        partitions: int | None = None,
+        *,
+        partition_chunks: int = 4,
+        ordered: bool = True,
+        max_in_flight: int | None = None,
+    ) -> None:
+        self.client = client
+        self.partitions = positive("partitions", partitions, "Dask", optional=True)
+        self.partition_chunks: int = positive("partition_chunks", partition_chunks, "Dask") or 1
+        self.ordered = bool(ordered)
+        self.max_in_flight = positive("max_in_flight", max_in_flight, "Dask", optional=True)
+
+    def run(self, job: Job) -> RunReport:
+        """
+        Run *job* on the cluster.
+
+        Args:
+            job: The run to execute.
+
+        Returns:
+            The run's report.
+
+        Raises:
+            ConfigurationError: dask is missing, or the job needs something
+                this runner cannot do (checkpoints).
+        """
+        distributed = _distributed()
+        check_job(job, "Dask", ordered=self.ordered, checkpoints=False)
+        import cloudpickle
+
+        blob: bytes = cloudpickle.dumps(job.ops, protocol=pickle.HIGHEST_PROTOCOL)
+        token = hashlib.sha256(blob).hexdigest()[:16] + job.run_id
+        with contextlib.ExitStack() as stack:
+            client = self.client
+            if client is None:
+                try:
+                    client = distributed.get_client()
+                except ValueError:
+                    cluster = stack.enter_context(distributed.LocalCluster(processes=True))
+                    client = stack.enter_context(distributed.Client(cluster))
+            threads = max(1, sum(client.nthreads().values()))
+            results = self._results(job, client, distributed, blob, token, threads)
+            try:
+                return job.execute(results, self.name)
+            finally:
+                results.close()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _partitions(self, job: Job, threads: int) -> Iterator[Any]:
+        from datapunk.io import JsonlSource
+
+        obj = job.reader.obj
+        size = job.chunk_size
+        target = self.partitions or 2 * threads
+        if isinstance(obj, JsonlSource):
+            ranges = _jsonl_ranges(obj, size, target)
+            if ranges is not None:
+                return iter(ranges)
+        per = self.partition_chunks
+        if isinstance(obj, list | tuple):
+            per = max(1, math.ceil(math.ceil(len(obj) / size) / target))
+        return _group(job.chunks(), per)
+
+    def _results(
+        self, job: Job, client: Any, distributed: Any, blob: bytes, token: str, threads: int
+    ) -> Generator[ChunkResult, None, None]:
+        window = self.max_in_flight or 2 * threads
+        [blob_future] = client.scatter([blob], broadcast=True, hash=False)
+        pending: deque[tuple[Any, Any]] = deque()
+        size, run_id = job.chunk_size, job.run_id
+        try:
+            for part in self._partitions(job, threads):
+                fut = client.submit(
+                    _run_partition, token, blob_future, part, size, run_id, pure=False
+                )
+                pending.append((part, fut))
+                while len(pending) >= window:
+                    yield from self._take(job, pending, distributed)
+            while pending:
+                yield from self._take(job, pending, distributed)
+        finally:
+            for _, fut in pending:
+                fut.cancel()
+            blob_future.release()
+
+    def _take(
+        self, job: Job, pending: deque[tuple[Any, Any]], distributed: Any
+    ) -> Iterator[ChunkResult]:
+        if self.ordered:
+            part, fut = pending.popleft()
+        else:
+            futures = [f for _, f in pending]
+            distributed.wait(futures, return_when="FIRST_COMPLETED")
+            part, fut = next((p, f) for p, f in pending if f.done())
+            pending.remove((part, fut))
+        try:
+            kind, value = fut.result()
+        except distributed.KilledWorker as exc:
+            yield from self._killed(job, part, exc)
+            return
+        if kind == "ok":
+            yield from value
+            return
+        _, done, exc = value
+        yield from done
+        raise exc
+
+    def _killed(self, job: Job, part: Any, exc: BaseException) -> Iterator[ChunkResult]:
+        op = job.ops[0] if job.ops else None
+        message = (
+            f"the Dask workers running this partition died ({safe_str(exc, 200)}); every "
+            "record of the partition failed and the run continued. Replay these dead "
+            "letters with the Serial runner to find the record that crashes a stage"
+        )
+        if op is not None and op.on_error == "raise":
+            raise StageError(message, stage=op.name)
+        job.log.warning("worker.died", runner="dask", error=safe_str(exc, 200))
+        for positions, records, malformed in part.read(job.chunk_size):
+            yield failed_chunk(
+                job.ops,
+                positions,
+                records,
+                job.run_id,
+                malformed,
+                op_index=0,
+                error_type="WorkerDied",
+                message=message,
+            )
+
+    def __repr__(self) -> str:
+        extra = f", partitions={self.partitions}" if self.partitions else ""
+        return f"Dask(client={self.client!r}{extra})"
+
+
+def _group(chunks: Iterator[RawChunk], per: int) -> Iterator[_Chunks]:
+    group: list[RawChunk] = []
+    for chunk in chunks:
+        group.append(chunk)
+        if len(group) >= per:
+            yield _Chunks(group)
+            group = []
+    if group:
+        yield _Chunks(group)
+
+
+Dask.__module__ = "datapunk.runners"
