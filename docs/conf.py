@@ -45,6 +45,8 @@ nitpick_ignore_regex = [
     (r"py:.*", r"(?!datapunk\b).*"),
     # Private modules and names inside datapunk (datapunk._core.stage.X).
     (r"py:.*", r"datapunk(\.\w+)*\._\w*(\.\w+)*"),
+    # Type variables of generic classes (datapunk.plugins.T_co...).
+    (r"py:.*", r"datapunk(\.\w+)*\.(T|T_co|T_contra|In|Out|In_contra|Out_co|[A-G])"),
 ]
 
 # -- HTML --------------------------------------------------------------------
