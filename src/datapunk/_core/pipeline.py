@@ -8,10 +8,12 @@ from datapunk._core.errors import ConfigurationError
 from datapunk._core.stage import Stage, as_stage
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Iterable, Iterator
+    import os
+    from collections.abc import AsyncIterator, Iterable, Iterator, Mapping
 
     from datapunk._core.report import RunReport
     from datapunk._core.types import Kind, OnError
+    from datapunk.config import Loaded
 
 __all__ = ["Pipeline"]
 
@@ -226,6 +228,36 @@ class Pipeline(Stage[In, Out]):
             f"<div><strong>Pipeline {escape(self.name)}</strong>"
             f"<table><tr><th>#</th><th>stage</th><th>kind</th></tr>{rows}</table></div>"
         )
+
+    # ----------------------------------------------------------- declarative
+    @classmethod
+    def from_config(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        env: Mapping[str, str] | None = None,
+        overrides: Mapping[str, Any] | None = None,
+    ) -> Loaded:
+        """
+        Build a pipeline from a TOML or YAML file (see :mod:`datapunk.config`).
+
+        Args:
+            path: The pipeline file.
+            env: Variables for ``${VAR}`` and ``DATAPUNK_*`` (default: ``os.environ``).
+            overrides: Run options that win over the environment and the file.
+
+        Returns:
+            ``(pipeline, options)``: the ready pipeline and its merged
+            :class:`datapunk.config.RunOptions`.
+
+        Raises:
+            ConfigurationError: Naming the file, the key path and the problem.
+
+        .. versionadded:: 0.1.0
+        """
+        from datapunk.config import load
+
+        return load(path, env=env, overrides=overrides)
 
     # ---------------------------------------------------------------- running
     def run(
