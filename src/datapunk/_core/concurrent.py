@@ -16,9 +16,10 @@ record of the chunk becomes a dead letter naming the stage that was running.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, TypeAlias
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
 from datapunk._core.engine import (
     _ASYNC,
@@ -46,11 +47,14 @@ if TYPE_CHECKING:
 __all__ = [
     "Limit",
     "PMap",
+    "ThreadLoops",
     "aprocess_chunk_concurrent",
     "failed_chunk",
     "process_chunk_observed",
     "process_chunk_parallel",
 ]
+
+T = TypeVar("T")
 
 #: ``pmap(fn, items) -> results`` in input order (``Executor.map`` fits).
 PMap: TypeAlias = Callable[[Callable[[Any], Any], Sequence[Any]], Iterable[Any]]
@@ -183,12 +187,43 @@ def process_chunk_observed(
     return _drive(ops, positions, records, run_id, malformed, _serial_apply, on_op)
 
 
-def _sync_call(op: Op) -> Callable[[Any], Any]:
+class ThreadLoops:
+    """
+    One event loop per worker thread, for async stages called from threads.
+
+    Unlike :func:`datapunk._core.engine.run_coroutine`'s thread-local loops,
+    these are closed by :meth:`close` when the run ends, so pool threads leave
+    no open loop behind.
+    """
+
+    def __init__(self) -> None:
+        self._runners: dict[int, asyncio.Runner] = {}
+        self._lock = threading.Lock()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        """Run *coro* on this thread's loop."""
+        key = threading.get_ident()
+        runner = self._runners.get(key)
+        if runner is None:
+            runner = asyncio.Runner()
+            with self._lock:
+                self._runners[key] = runner
+        return runner.run(coro)
+
+    def close(self) -> None:
+        """Close every loop (call once the threads are idle)."""
+        with self._lock:
+            runners, self._runners = list(self._runners.values()), {}
+        for runner in runners:
+            runner.close()
+
+
+def _sync_call(op: Op, run: Callable[[Coroutine[Any, Any, Any]], Any]) -> Callable[[Any], Any]:
     fn = op.fn
     if op.is_async:
         if op.kind == "flat_map":
-            return lambda v: run_coroutine(_collect_async(fn(v)))
-        return lambda v: run_coroutine(fn(v))
+            return lambda v: run(_collect_async(fn(v)))
+        return lambda v: run(fn(v))
     if op.kind == "flat_map":
         return lambda v: list(fn(v))
     return fn
@@ -201,6 +236,7 @@ def process_chunk_parallel(
     run_id: str,
     malformed: Sequence[int],
     pmap: PMap,
+    loops: ThreadLoops | None = None,
 ) -> ChunkResult:
     """
     Run one chunk through every op, each op's calls spread with *pmap*.
@@ -217,13 +253,15 @@ def process_chunk_parallel(
         run_id: Stamped on dead letters.
         malformed: Indexes of malformed records.
         pmap: ``pmap(fn, items)`` returning results in order (e.g. ``Executor.map``).
+        loops: Event loops for async stages in the pool's threads (default:
+            :func:`datapunk._core.engine.run_coroutine`).
 
     Returns:
         The chunk's :class:`ChunkResult`.
     """
 
     def apply(op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk) -> Vals:
-        call = _sync_call(op)
+        call = _sync_call(op, run_coroutine if loops is None else loops.run)
         if op.kind == "batch":
             batches = _batches(vals, idx, op.size)
 

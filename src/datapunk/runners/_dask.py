@@ -344,9 +344,9 @@ class Dask:
         if kind == "ok":
             yield from value
             return
-        _, done, exc = value
+        _, done, error = value
         yield from done
-        raise exc
+        raise error
 
     def _killed(self, job: Job, part: Any, exc: BaseException) -> Iterator[ChunkResult]:
         op = job.ops[0] if job.ops else None

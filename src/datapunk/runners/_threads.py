@@ -5,7 +5,7 @@ from __future__ import annotations
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, final
 
-from datapunk._core.concurrent import process_chunk_parallel
+from datapunk._core.concurrent import ThreadLoops, process_chunk_parallel
 from datapunk.runners._common import check_job, positive, run_futures
 
 if TYPE_CHECKING:
@@ -81,6 +81,7 @@ class Threads:
         """
         check_job(job, "Threads", ordered=self.ordered)
         ops, run_id = job.ops, job.run_id
+        loops = ThreadLoops()
         with (
             ThreadPoolExecutor(self.workers, thread_name_prefix="datapunk-worker") as pool,
             ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="datapunk-chunk") as chunks,
@@ -88,7 +89,9 @@ class Threads:
 
             def work(chunk: RawChunk) -> ChunkResult:
                 positions, records, malformed = chunk
-                return process_chunk_parallel(ops, positions, records, run_id, malformed, pool.map)
+                return process_chunk_parallel(
+                    ops, positions, records, run_id, malformed, pool.map, loops
+                )
 
             def submit(chunk: RawChunk) -> Future[ChunkResult]:
                 return chunks.submit(work, chunk)
@@ -98,6 +101,8 @@ class Threads:
                 return job.execute(results, self.name)
             finally:
                 results.close()
+                pool.shutdown(wait=True, cancel_futures=True)
+                loops.close()
 
     def __repr__(self) -> str:
         return (
