@@ -44,6 +44,7 @@ from datapunk._core.validator import Validate, Validator, check
 
 if TYPE_CHECKING:
     from datapunk import io, observe, plugins, runners, testing
+    from datapunk.state import SQLiteCheckpoint, replay
 
 __all__ = [
     "Batch",
@@ -63,6 +64,7 @@ __all__ = [
     "Retry",
     "RetryError",
     "RunReport",
+    "SQLiteCheckpoint",
     "SinkError",
     "SourceError",
     "Stage",
@@ -77,6 +79,7 @@ __all__ = [
     "io",
     "observe",
     "plugins",
+    "replay",
     "runners",
     "stage",
     "testing",
@@ -121,7 +124,13 @@ _LAZY_SUBMODULES = frozenset(
 )
 
 
+# Loaded on first use (sqlite3 is not needed to import datapunk).
+_LAZY_STATE = frozenset({"SQLiteCheckpoint", "replay"})
+
+
 def __getattr__(name: str) -> Any:
+    if name in _LAZY_STATE:
+        return getattr(importlib.import_module("datapunk.state"), name)
     if name in _LAZY_SUBMODULES:
         return importlib.import_module(f"datapunk.{name}")
     if name == "__version__":

@@ -130,10 +130,6 @@ class Job:
             raise ConfigurationError(f"chunk_size must be a positive integer, got {chunk_size!r}")
         else:
             size = chunk_size
-        if checkpoint is not None:
-            raise ConfigurationError(
-                "checkpoint= needs a checkpoint store; none is available in this version"
-            )
         if progress:
             hooks = (*hooks, _progress_hook())
         if (
@@ -147,6 +143,10 @@ class Job:
         reader = as_source(source, size)
         out = as_sink(sink, "sink")
         dl = None if dead_letter is None else as_sink(dead_letter, "dead-letter sink")
+        if checkpoint is not None:
+            from datapunk.state._checkpointer import Checkpointer
+
+            checkpoint = Checkpointer.create(checkpoint, as_stage(pipeline), ops, reader, out, dl)
         return cls(
             pipeline,
             reader,
@@ -165,6 +165,8 @@ class Job:
     # --------------------------------------------------------------- reading
     def chunks(self) -> Iterator[RawChunk]:
         """Yield the source's chunks: ``(positions, records, malformed_indexes)``."""
+        if self.checkpoint is not None:  # resuming: skip what was acknowledged
+            return self.checkpoint.chunks(self.reader.chunks())  # type: ignore[no-any-return]
         return self.reader.chunks()
 
     def process(self, chunk: RawChunk) -> ChunkResult:
@@ -200,6 +202,8 @@ class Job:
             for action, dl in result.failures:
                 self._emit("on_error", dl, action)
             self.log.debug("chunk.failures", count=len(result.failures))
+        if self.checkpoint is not None:  # acknowledge after the writes
+            self.checkpoint.delivered(self, result)
         self._emit("on_chunk", result)
         self._enforce_budget()
 
@@ -252,12 +256,18 @@ class Job:
     def _begin(self, runner_name: str) -> None:
         self.runner_name = runner_name
         self.log.info("run.started", runner=runner_name, source=self.reader.name)
+        if self.checkpoint is not None:
+            self.checkpoint.begin(self)
         self._emit("on_run_start")
 
     def _commit(self) -> RunReport:
+        if self.checkpoint is not None:
+            self.checkpoint.closing(self)
         self.sink.close()
         if self.dead_letter is not None:
             self.dead_letter.close()
+        if self.checkpoint is not None:
+            self.checkpoint.finished(self)
         report = self.report()
         self.log.info(
             "run.finished",
@@ -270,9 +280,12 @@ class Job:
         return report
 
     def _abort(self, exc: BaseException) -> None:
-        self.sink.abort()
-        if self.dead_letter is not None:
-            self.dead_letter.abort()
+        if self.checkpoint is not None:  # keep resumable outputs for a resume
+            self.checkpoint.suspend(self)
+        else:
+            self.sink.abort()
+            if self.dead_letter is not None:
+                self.dead_letter.abort()
         self.log.warning("run.stopped", error_type=type(exc).__name__, error=safe_str(exc, 300))
         self._emit("on_run_end", self.report(ok=False, stop_reason=safe_str(exc, 300)))
 

@@ -336,6 +336,91 @@ class AtomicFile:
             finally:
                 os.close(fd)
 
+    # ------------------------------------------------------- resumable output
+    def flush(self) -> dict[str, Any]:
+        """
+        Flush and fsync what was written; return where the output ends.
+
+        Returns:
+            A resume token: ``{"tmp": temporary path, "offset": bytes}``.
+
+        Raises:
+            SinkError: If the file is compressed (gzip output cannot be
+                resumed) or cannot be flushed.
+        """
+        where = str(self.path)
+        if self._gzip is not None or _is_gzip(self.path):
+            raise SinkError(
+                f"cannot checkpoint {where!r}: compressed (.gz) output cannot be resumed; "
+                "write uncompressed output when using checkpoint=",
+                path=where,
+            )
+        stream = self.stream()
+        raw = self._raw
+        assert raw is not None
+        try:
+            stream.flush()
+            raw.flush()
+            os.fsync(raw.fileno())
+            offset = raw.tell()
+        except OSError as exc:
+            raise SinkError(f"cannot flush {where!r}: {exc.strerror or exc}", path=where) from exc
+        return {"tmp": self._tmp, "offset": offset}
+
+    def resume(self, token: dict[str, Any]) -> None:
+        """
+        Reopen the temporary file of *token*, truncated to its offset, for appending.
+
+        Args:
+            token: What :meth:`flush` returned.
+
+        Raises:
+            SinkError: If the temporary file is gone or cannot be reopened.
+        """
+        where = str(self.path)
+        tmp, offset = token.get("tmp"), token.get("offset")
+        if not isinstance(tmp, str) or not isinstance(offset, int) or offset < 0:
+            raise SinkError(f"invalid resume token for {where!r}: {token!r:.120}", path=where)
+        try:
+            raw: IO[bytes] = Path(tmp).open("r+b", buffering=_READ_BUFFER)  # noqa: SIM115
+        except FileNotFoundError:
+            raise SinkError(
+                f"cannot resume {where!r}: its partial output {tmp!r} is gone; "
+                "start a fresh run (delete the checkpoint)",
+                path=where,
+            ) from None
+        except OSError as exc:
+            raise SinkError(
+                f"cannot resume {where!r}: {tmp!r}: {exc.strerror or exc}", path=where
+            ) from exc
+        size = raw.seek(0, os.SEEK_END)
+        if size < offset:
+            raw.close()
+            raise SinkError(
+                f"cannot resume {where!r}: its partial output {tmp!r} has {size} bytes, "
+                f"fewer than the {offset} the checkpoint acknowledged",
+                path=where,
+            )
+        raw.truncate(offset)
+        raw.seek(offset)
+        self._tmp, self._raw, self._done = tmp, raw, False
+        self._stream = (
+            io.TextIOWrapper(raw, encoding=self._encoding, newline=self._newline)
+            if self._text
+            else raw
+        )
+
+    def suspend(self) -> None:
+        """Flush and close the temporary file, keeping it for :meth:`resume`."""
+        self._done = True
+        if self._stream is not None:
+            with contextlib.suppress(Exception):
+                self._stream.flush()
+        if self._raw is not None:
+            with contextlib.suppress(Exception):
+                self._raw.close()
+        self._stream = None
+
     def abort(self) -> None:
         """Close and delete the temporary file; the target is left untouched."""
         self._done = True

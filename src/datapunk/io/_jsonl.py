@@ -250,5 +250,27 @@ class JsonlSink:
         """Discard everything written; the target is left untouched."""
         self._file.abort()
 
+    def flush(self) -> dict[str, Any]:
+        """
+        Make what was written durable; return a resume token (for checkpoints).
+
+        Returns:
+            The temporary file and its byte offset.
+        """
+        return self._file.flush()
+
+    def resume(self, token: dict[str, Any]) -> None:
+        """
+        Continue the output of an interrupted run after its last acknowledged record.
+
+        Args:
+            token: What :meth:`flush` returned in the interrupted run.
+        """
+        self._file.resume(token)
+
+    def suspend(self) -> None:
+        """Close the output but keep it, so a checkpointed run can resume it."""
+        self._file.suspend()
+
     def __repr__(self) -> str:
         return f"JsonlSink({self.name!r})"
