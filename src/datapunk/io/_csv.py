@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, final
 
@@ -212,8 +213,6 @@ class CsvSource:
                     ),
                 )
                 continue
-            if not row:
-                continue
             if bad:
                 hits = [n for n in range(start, lines.line + 1) if n in bad]
                 if hits:
@@ -222,6 +221,8 @@ class CsvSource:
                         del bad[n]
                     yield start, Malformed(_unparse(row, delimiter), message, error_type)
                     continue
+            if not row:
+                continue
             if len(row) != width:
                 yield (
                     start,
@@ -301,12 +302,19 @@ class CsvSink:
         self._fields: frozenset[str] = frozenset(self.fieldnames or ())
         self._file = AtomicFile(self.path, encoding=encoding, newline="")
         self._writer: Any = None
+        self._quote_all: Any = None
 
     def _start(self, first: dict[str, Any]) -> Any:
         if self.fieldnames is None:
             self.fieldnames = [str(k) for k in first]
             self._fields = frozenset(self.fieldnames)
-        writer = csv.writer(self._file.stream(), delimiter=self.delimiter, lineterminator="\n")
+        stream = self._file.stream()
+        writer = csv.writer(stream, delimiter=self.delimiter, lineterminator="\n")
+        # The stdlib quotes a lone "\r" only if it is in the line terminator:
+        # rows holding one go through a writer that quotes every field.
+        self._quote_all = csv.writer(
+            stream, delimiter=self.delimiter, lineterminator="\n", quoting=csv.QUOTE_ALL
+        )
         writer.writerow(self.fieldnames)
         self._writer = writer
         return writer
@@ -342,9 +350,15 @@ class CsvSink:
                         path=self.name,
                     )
             assert self.fieldnames is not None
-            rows.append([_cell(rec.get(k)) for k in self.fieldnames])
+            row = [_cell(rec.get(k)) for k in self.fieldnames]
+            if any(c.__class__ is str and "\r" in c for c in row):
+                guard_write(self.path, partial(writer.writerows, rows))
+                rows = []
+                guard_write(self.path, partial(self._quote_all.writerow, row))
+                continue
+            rows.append(row)
         if rows:
-            guard_write(self.path, lambda: writer.writerows(rows))
+            guard_write(self.path, partial(self._writer.writerows, rows))
 
     def close(self) -> None:
         """Commit: flush, fsync and rename the file into place."""

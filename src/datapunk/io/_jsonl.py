@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, final
 
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
 __all__ = ["JsonlSink", "JsonlSource", "dumps_record", "loads_function"]
 
 _RAW_LIMIT = 10_000
+# orjson reads integers beyond 64 bits as floats; such lines go to the stdlib.
+_LONG_NUMBER = re.compile(rb"\d{19}").search
 
 
 def _default(value: Any) -> Any:
@@ -102,7 +105,7 @@ def parse_or_malformed(raw: bytes, loads: Callable[[bytes], Any], encoding: str,
     Returns:
         The value, or a ``Malformed``.
     """
-    if encoding in {"utf-8", "utf8"}:
+    if encoding in {"utf-8", "utf8"} and (loads is json.loads or not _LONG_NUMBER(raw)):
         try:
             return loads(raw)
         except Exception:  # noqa: S110 - diagnosed below, with the stdlib's precise message

@@ -78,18 +78,22 @@ class ParquetSource:
         with self._open() as pf:
             self.num_rows: int = pf.metadata.num_rows
 
-    def _open(self) -> Any:
+    @contextlib.contextmanager
+    def _open(self) -> Iterator[Any]:
         _, pq = _pyarrow()
-        f = open_binary(self.path)
-        try:
-            return pq.ParquetFile(f)
-        except Exception as exc:
-            f.close()
-            raise SourceError(
-                f"{self.name!r} is not a valid Parquet file ({type(exc).__name__}: {exc}); "
-                "check that it was written completely and is not another format",
-                path=self.name,
-            ) from exc
+        with open_binary(self.path) as f:
+            try:
+                pf = pq.ParquetFile(f)
+            except Exception as exc:
+                raise SourceError(
+                    f"{self.name!r} is not a valid Parquet file ({type(exc).__name__}: {exc}); "
+                    "check that it was written completely and is not another format",
+                    path=self.name,
+                ) from exc
+            try:
+                yield pf
+            finally:
+                pf.close()
 
     def read(self) -> Iterator[tuple[int, Any]]:
         """
