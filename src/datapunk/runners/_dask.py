@@ -28,7 +28,7 @@ from datapunk._core.types import Malformed, safe_str
 from datapunk.runners._common import check_job, positive
 
 if TYPE_CHECKING:
-    from collections.abc import Generator, Iterator
+    from collections.abc import Callable, Generator, Iterator
 
     from datapunk._core.adapters import RawChunk
     from datapunk._core.engine import ChunkResult, Op
@@ -225,9 +225,11 @@ class Dask:
     Lines range is read by its worker one chunk at a time. Outputs of up to
     ``max_in_flight`` partitions wait in memory to be written.
 
-    A task lost with its worker is retried by Dask; a partition that kills
-    workers again and again (``distributed.KilledWorker``) fails its records
-    into the dead letters, and the run goes on.
+    A task lost with its worker is retried by Dask. A partition that kills
+    workers again and again (``distributed.KilledWorker``) is run again one
+    chunk at a time: the chunk that still kills its worker fails into the
+    dead letters (attributed to the first stage, since which stage crashed
+    cannot be known), and the run goes on.
 
     Raises:
         ConfigurationError: dask is not installed, or an option is invalid.
@@ -308,26 +310,34 @@ class Dask:
         self, job: Job, client: Any, distributed: Any, blob: bytes, token: str, threads: int
     ) -> Generator[ChunkResult, None, None]:
         window = self.max_in_flight or 2 * threads
-        [blob_future] = client.scatter([blob], broadcast=True, hash=False)
+        # The stages travel inline with every task (they are small, and
+        # scattered data would be lost with a dying worker); workers unpickle
+        # them once per run (cached by token).
         pending: deque[tuple[Any, Any]] = deque()
         size, run_id = job.chunk_size, job.run_id
+
+        def submit(part: Any, **options: Any) -> Any:
+            return client.submit(
+                _run_partition, token, blob, part, size, run_id, pure=False, **options
+            )
+
         try:
             for part in self._partitions(job, threads):
-                fut = client.submit(
-                    _run_partition, token, blob_future, part, size, run_id, pure=False
-                )
-                pending.append((part, fut))
+                pending.append((part, submit(part)))
                 while len(pending) >= window:
-                    yield from self._take(job, pending, distributed)
+                    yield from self._take(job, pending, distributed, submit)
             while pending:
-                yield from self._take(job, pending, distributed)
+                yield from self._take(job, pending, distributed, submit)
         finally:
             for _, fut in pending:
                 fut.cancel()
-            blob_future.release()
 
     def _take(
-        self, job: Job, pending: deque[tuple[Any, Any]], distributed: Any
+        self,
+        job: Job,
+        pending: deque[tuple[Any, Any]],
+        distributed: Any,
+        submit: Callable[..., Any],
     ) -> Iterator[ChunkResult]:
         if self.ordered:
             part, fut = pending.popleft()
@@ -339,40 +349,65 @@ class Dask:
         try:
             kind, value = fut.result()
         except distributed.KilledWorker as exc:
-            yield from self._killed(job, part, exc)
+            job.log.warning("worker.died", runner="dask", error=safe_str(exc, 200))
+            yield from self._isolate(job, part, distributed, submit)
             return
-        if kind == "ok":
-            yield from value
-            return
-        _, done, error = value
-        yield from done
-        raise error
+        yield from _unpack(kind, value)
 
-    def _killed(self, job: Job, part: Any, exc: BaseException) -> Iterator[ChunkResult]:
+    def _isolate(
+        self, job: Job, part: Any, distributed: Any, submit: Callable[..., Any]
+    ) -> Iterator[ChunkResult]:
+        """
+        Run a partition whose workers died again, one chunk at a time.
+
+        Partitions that were only unlucky (on a worker that another task
+        killed) succeed; the chunk that kills its worker again fails into the
+        dead letters, alone.
+        """
+        for chunk in part.read(job.chunk_size):
+            fut = submit(_Chunks([chunk]), retries=0)
+            try:
+                kind, value = fut.result()
+            except distributed.KilledWorker as exc:
+                yield self._killed(job, chunk, exc)
+                continue
+            yield from _unpack(kind, value)
+
+    def _killed(self, job: Job, chunk: RawChunk, exc: BaseException) -> ChunkResult:
         op = job.ops[0] if job.ops else None
+        positions, records, malformed = chunk
+        span = f"{positions[0]!r}..{positions[len(positions) - 1]!r}" if len(positions) else ""
         message = (
-            f"the Dask workers running this partition died ({safe_str(exc, 200)}); every "
-            "record of the partition failed and the run continued. Replay these dead "
-            "letters with the Serial runner to find the record that crashes a stage"
+            f"the Dask worker running the chunk at positions {span} died, again when the "
+            f"chunk was run alone ({safe_str(exc, 200)}); every record of that chunk failed "
+            "and the run continued. Replay these dead letters with the Serial runner to find "
+            "the record that crashes a stage"
         )
         if op is not None and op.on_error == "raise":
-            raise StageError(message, stage=op.name)
-        job.log.warning("worker.died", runner="dask", error=safe_str(exc, 200))
-        for positions, records, malformed in part.read(job.chunk_size):
-            yield failed_chunk(
-                job.ops,
-                positions,
-                records,
-                job.run_id,
-                malformed,
-                op_index=0,
-                error_type="WorkerDied",
-                message=message,
-            )
+            raise StageError(message, stage=op.name, position=positions[0] if span else None)
+        return failed_chunk(
+            job.ops,
+            positions,
+            records,
+            job.run_id,
+            malformed,
+            op_index=0,
+            error_type="WorkerDied",
+            message=message,
+        )
 
     def __repr__(self) -> str:
         extra = f", partitions={self.partitions}" if self.partitions else ""
         return f"Dask(client={self.client!r}{extra})"
+
+
+def _unpack(kind: str, value: Any) -> Iterator[ChunkResult]:
+    if kind == "ok":
+        yield from value
+        return
+    _, done, error = value
+    yield from done
+    raise error
 
 
 def _group(chunks: Iterator[RawChunk], per: int) -> Iterator[_Chunks]:
