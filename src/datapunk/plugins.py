@@ -351,6 +351,8 @@ def _infer_kind(obj: Any) -> str | None:
     ):
         if hasattr(obj, member):
             return kind
+    if callable(obj) and hasattr(obj, "kind"):
+        return "stage"  # before hooks: a stage's on_error is a policy, not an event
     if any(hasattr(obj, e) for e in _HOOK_EVENTS):
         return "hook"
     if callable(obj):
