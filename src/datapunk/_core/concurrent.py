@@ -237,6 +237,7 @@ def process_chunk_parallel(
     malformed: Sequence[int],
     pmap: PMap,
     loops: ThreadLoops | None = None,
+    slices: int | None = None,
 ) -> ChunkResult:
     """
     Run one chunk through every op, each op's calls spread with *pmap*.
@@ -255,6 +256,8 @@ def process_chunk_parallel(
         pmap: ``pmap(fn, items)`` returning results in order (e.g. ``Executor.map``).
         loops: Event loops for async stages in the pool's threads (default:
             :func:`datapunk._core.engine.run_coroutine`).
+        slices: Hand the calls to *pmap* in about this many runs of
+            consecutive records (fewer hand-offs); ``None``: one per call.
 
     Returns:
         The chunk's :class:`ChunkResult`.
@@ -272,7 +275,7 @@ def process_chunk_parallel(
             return _fold_batches(op, batches, ch, outcomes)
         if len(vals) == 1:  # nothing to spread
             return _fold(op, vals, idx, ch, [_outcome(call)(vals[0])])
-        return _fold(op, vals, idx, ch, list(pmap(_outcome(call), vals)))
+        return _fold(op, vals, idx, ch, _spread_sync(pmap, _outcome(call), vals, slices))
 
     return _drive(ops, positions, records, run_id, malformed, apply)
 
@@ -314,6 +317,19 @@ async def _spread(
     else:
         await asyncio.gather(*(worker() for _ in range(n)))
     return results
+
+
+def _spread_sync(
+    pmap: PMap, call: Callable[[Any], Outcome], vals: list[Any], slices: int | None
+) -> list[Outcome]:
+    if slices is None or slices >= len(vals):
+        return list(pmap(call, vals))
+    step = -(-len(vals) // slices)
+    runs = [vals[i : i + step] for i in range(0, len(vals), step)]
+    out: list[Outcome] = []
+    for part in pmap(lambda run: [call(v) for v in run], runs):
+        out.extend(part)
+    return out
 
 
 async def aprocess_chunk_concurrent(

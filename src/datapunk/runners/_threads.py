@@ -82,6 +82,7 @@ class Threads:
         check_job(job, "Threads", ordered=self.ordered)
         ops, run_id = job.ops, job.run_id
         loops = ThreadLoops()
+        slices = 4 * self.workers  # a few runs of records per thread: fewer hand-offs
         with (
             ThreadPoolExecutor(self.workers, thread_name_prefix="datapunk-worker") as pool,
             ThreadPoolExecutor(self.max_in_flight, thread_name_prefix="datapunk-chunk") as chunks,
@@ -90,7 +91,7 @@ class Threads:
             def work(chunk: RawChunk) -> ChunkResult:
                 positions, records, malformed = chunk
                 return process_chunk_parallel(
-                    ops, positions, records, run_id, malformed, pool.map, loops
+                    ops, positions, records, run_id, malformed, pool.map, loops, slices
                 )
 
             def submit(chunk: RawChunk) -> Future[ChunkResult]:
