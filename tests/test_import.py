@@ -148,3 +148,41 @@ class TestImportIsQuiet:
             timeout=120,
         )
         assert "False True" == proc.stdout.strip()
+
+    def test_a_failing_run_prints_nothing_by_itself_issue3(self):
+        """With logging unconfigured, a run that stops writes nothing to stdout or stderr."""
+        probe = (
+            "import datapunk\n"
+            "try:\n"
+            "    datapunk.Pipeline(lambda x: 1 / x).run([0], [], on_error='raise')\n"
+            "except datapunk.StageError:\n"
+            "    pass\n"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", probe],
+            env={**os.environ},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        assert ("", "") == (proc.stdout, proc.stderr)
+
+    def test_events_reach_an_application_handler(self):
+        """Once the application configures logging, datapunk's events reach it."""
+        probe = (
+            "import logging, sys, datapunk\n"
+            "logging.basicConfig(stream=sys.stdout, level=logging.INFO, format='%(message)s')\n"
+            "datapunk.Pipeline(lambda x: x).run([1], [])\n"
+        )
+        proc = subprocess.run(
+            [sys.executable, "-c", probe],
+            env={**os.environ},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        assert ["event='run.started'", "event='run.finished'"] == [
+            line.split()[0] for line in proc.stdout.splitlines()
+        ]

@@ -524,11 +524,9 @@ class TestRunOptions:
         with pytest.raises(datapunk.ConfigurationError, match="error_sample_size must be"):
             datapunk.Pipeline(inverse).run([1], [], error_sample_size=-1)
 
-    def test_a_checkpoint_without_a_store_is_a_configuration_error(self):
-        """checkpoint= is refused clearly until a store exists."""
-        with pytest.raises(
-            datapunk.ConfigurationError, match="checkpoint= needs a checkpoint store"
-        ):
+    def test_a_bad_checkpoint_is_a_configuration_error(self):
+        """checkpoint= refuses an object that is neither a path nor a store, before any work."""
+        with pytest.raises(datapunk.ConfigurationError, match="checkpoint= must be a file path"):
             datapunk.Pipeline(inverse).run([1], [], checkpoint=object())
 
     def test_runners_by_name_and_object(self):

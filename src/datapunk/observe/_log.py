@@ -51,6 +51,7 @@ def get_logger(**initial: Any) -> Any:
         logging.getLogger("datapunk"),
         processors=[
             structlog.stdlib.filter_by_level,
+            _drop_unless_handled,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.format_exc_info,
@@ -58,3 +59,15 @@ def get_logger(**initial: Any) -> Any:
         ],
         wrapper_class=structlog.stdlib.BoundLogger,
     ).bind(**initial)
+
+
+def _drop_unless_handled(logger: Any, _method_name: str, event_dict: Any) -> Any:
+    """
+    Drop the event when the application configured no handler for it.
+
+    Without this, :data:`logging.lastResort` would print warnings to standard
+    error on its own, and a library only emits.
+    """
+    if not logger.hasHandlers():
+        raise structlog.DropEvent
+    return event_dict
