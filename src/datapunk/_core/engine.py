@@ -16,6 +16,7 @@ results exactly as the serial runner does.
 from __future__ import annotations
 
 import threading
+from itertools import pairwise
 import time
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -26,6 +27,7 @@ from datapunk._core.errors import (
     StageError,
     ValidationError,
 )
+from datapunk._core.fused import fusible, run_segment
 from datapunk._core.types import DeadLetter, Kind, Malformed, OnError, Position, safe_str
 
 if TYPE_CHECKING:
@@ -151,6 +153,9 @@ class ChunkResult:
         seconds: Per op, the time spent in the op for this chunk.
         records_in: Source records in the chunk (malformed ones included).
         last_position: Position of the chunk's last source record.
+        latencies: Per op, sampled per-record latencies in seconds; ``None``
+            when only ``seconds`` was measured (then its per-record mean is
+            the chunk's one sample).
     """
 
     outputs: list[Any]
@@ -159,12 +164,13 @@ class ChunkResult:
     seconds: list[float]
     records_in: int
     last_position: Position | None
+    latencies: list[list[float]] | None = None
 
 
 class _Chunk:
     """Per-chunk state the op loops share: originals, positions and failures."""
 
-    __slots__ = ("counts", "failures", "positions", "records", "run_id")
+    __slots__ = ("counts", "failures", "keys", "positions", "records", "run_id")
 
     def __init__(
         self, positions: Sequence[Position], records: Sequence[Any], n_ops: int, run_id: str
@@ -172,6 +178,9 @@ class _Chunk:
         self.positions = positions
         self.records = records
         self.failures: list[tuple[str, DeadLetter]] = []
+        # (record index, op index) per failure: results list failures in this
+        # order whatever order the stages ran in (fused or one stage at a time).
+        self.keys: list[tuple[int, int]] = []
         self.counts = [[0] * N_COUNTERS for _ in range(n_ops)]
         self.run_id = run_id
 
@@ -220,6 +229,7 @@ class _Chunk:
             counts[SKIPPED] += 1
         else:
             counts[FAILED] += 1
+        self.keys.append((k, op.index))
         self.failures.append(
             (
                 action,
@@ -475,6 +485,7 @@ def _start(
     if malformed:
         for j in malformed:
             bad: Malformed = vals[j]
+            ch.keys.append((j, -1))
             ch.failures.append(
                 (
                     "dead_letter",
@@ -495,9 +506,14 @@ def _start(
 
 
 def _finish(ch: _Chunk, vals: list[Any], seconds: list[float], n_in: int) -> ChunkResult:
+    failures = ch.failures
+    keys = ch.keys
+    if len(keys) > 1 and any(a > b for a, b in pairwise(keys)):
+        order = sorted(range(len(keys)), key=keys.__getitem__)
+        failures = [failures[i] for i in order]
     return ChunkResult(
         outputs=vals,
-        failures=ch.failures,
+        failures=failures,
         counts=ch.counts,
         seconds=seconds,
         records_in=n_in,
@@ -529,25 +545,44 @@ def process_chunk(
     """
     ch, vals, idx = _start(ops, positions, records, run_id, malformed)
     seconds = [0.0] * len(ops)
+    latencies: list[list[float]] = [[] for _ in ops]
     perf = time.perf_counter
-    for op in ops:
+    i, n_ops = 0, len(ops)
+    while i < n_ops and vals:
+        op = ops[i]
+        if fusible(op):
+            j = i + 1
+            while j < n_ops and fusible(ops[j]):
+                j += 1
+            segment = ops[i:j]
+            fns = [o.fn if o.guard is None else o.guard.bind(ch.counts[o.index]) for o in segment]
+            vals, idx = run_segment(segment, fns, vals, idx, ch, latencies, track=j < n_ops)
+            for o in segment:
+                lat = latencies[o.index]
+                if lat:
+                    seconds[o.index] = sum(lat) / len(lat) * ch.counts[o.index][IN]
+            i = j
+            continue
         n = len(vals)
-        if not n:
-            break
         counts = ch.counts[op.index]
         counts[IN] += n
         if op.guard is not None:
-            op = op.bound(counts)  # noqa: PLW2901 - policies count into this chunk
+            op = op.bound(counts)
         t0 = perf()
         if op.is_async:
             vals, idx = run_coroutine(_ASYNC[op.kind](op, vals, idx, ch))
         else:
             vals, idx = _SYNC[op.kind](op, vals, idx, ch)
-        seconds[op.index] += perf() - t0
+        elapsed = perf() - t0
+        seconds[op.index] += elapsed
+        latencies[op.index].append(elapsed / n)
         counts[OUT] += len(vals)
         if op.kind == "filter":
             counts[FILTERED] += n - len(vals) - counts[FAILED] - counts[SKIPPED]
-    return _finish(ch, vals, seconds, len(records))
+        i += 1
+    result = _finish(ch, vals, seconds, len(records))
+    result.latencies = latencies
+    return result
 
 
 async def aprocess_chunk(

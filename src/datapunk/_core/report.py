@@ -337,7 +337,11 @@ class RunStats:
             n = theirs[IN]
             if n:
                 self.seconds[i] += result.seconds[i]
-                self._sample(i, result.seconds[i] / n)
+                if result.latencies is None:
+                    self._sample(i, result.seconds[i] / n)
+                else:
+                    for latency in result.latencies[i]:
+                        self._sample(i, latency)
         for action, dl in result.failures:
             if dl.stage == SOURCE_STAGE:
                 self.source_failed += 1
