@@ -676,8 +676,8 @@ def build(
 
     Args:
         spec: A validated spec.
-        base: Directory of the spec file: put on ``sys.path`` so stage
-            modules next to it import.
+        base: Directory of the spec file: on ``sys.path`` while the stages
+            are imported, so modules next to the spec import.
         env: The environment for ``DATAPUNK_*`` overrides.
         overrides: Command-line values (highest precedence): run options and
             ``source``, ``sink``, ``dead_letter``.
@@ -692,9 +692,14 @@ def build(
     import datapunk
 
     base_dir = str(Path(base).resolve())
-    if base_dir not in sys.path:
+    added = base_dir not in sys.path
+    if added:  # only while the stages are imported: a library leaves sys.path alone
         sys.path.insert(0, base_dir)
-    stages = [_build_stage(s, f"{where}: stages[{i}]") for i, s in enumerate(spec.stages)]
+    try:
+        stages = [_build_stage(s, f"{where}: stages[{i}]") for i, s in enumerate(spec.stages)]
+    finally:
+        if added:
+            sys.path.remove(base_dir)
     pipeline: Pipeline[Any, Any] = datapunk.Pipeline(*stages, name=spec.name)
     file_values = dict(spec.run)
     for role in ("source", "sink", "dead_letter"):
