@@ -16,8 +16,8 @@ results exactly as the serial runner does.
 from __future__ import annotations
 
 import threading
-from itertools import pairwise
 import time
+from itertools import pairwise
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import attrs
