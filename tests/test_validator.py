@@ -126,8 +126,8 @@ class TestValidate:
         with pytest.raises(datapunk.ValidationError):
             v.validate({"dep_delay": "x"})
 
-    def test_an_unexpected_error_inside_validation_is_a_validation_error(self):
-        """A non-pydantic exception from a validator function becomes one whole-record reason."""
+    def test_a_value_error_inside_a_field_validator_is_one_reason(self):
+        """A field validator raising ValueError gives a reason at that field."""
 
         class Odd(pydantic.BaseModel):
             x: int
@@ -138,6 +138,34 @@ class TestValidate:
                 raise ValueError("odd value")
 
         assert [(("x",), 1, "value_error")] == reasons_of(datapunk.Validate(Odd), {"x": 1})
+
+    def test_an_unexpected_exception_in_a_model_is_one_whole_record_reason(self):
+        """A validator raising something pydantic does not catch becomes one whole-record reason."""
+
+        class Lookup(pydantic.BaseModel):
+            x: int
+
+            @field_validator("x")
+            @classmethod
+            def find(cls, v: int) -> int:
+                raise KeyError(v)
+
+        with pytest.raises(datapunk.ValidationError) as info:
+            datapunk.Validate(Lookup)({"x": 1})
+        assert [datapunk.Reason((), "1", None, "KeyError")] == list(info.value.reasons)
+
+    def test_a_model_with_a_forward_reference_is_rebuilt(self):
+        """A model completed after its definition is rebuilt on first use."""
+        v = datapunk.Validate(Later)
+        assert Later(child=Child(n=1)) == v({"child": {"n": "1"}})
+
+
+class Later(pydantic.BaseModel):
+    child: Child
+
+
+class Child(pydantic.BaseModel):
+    n: int
 
 
 class TestCheck:
@@ -287,6 +315,24 @@ class Login(pydantic.BaseModel):
 SECRET = "hunter2-s3cr3t"
 
 
+class Aliased(pydantic.BaseModel):
+    password: SecretStr = Field(alias="pw")
+
+
+class Wrapped(pydantic.BaseModel):
+    maybe: SecretStr | None = None
+    many: list[SecretStr]
+    pair: tuple[str, SecretStr]
+    by_key: dict[str, SecretStr]
+    plain: str = ""
+
+
+@dataclasses.dataclass
+class SecretPoint:
+    x: int
+    token: SecretStr
+
+
 @pytest.mark.security
 class TestSecrets:
     @pytest.mark.parametrize(
@@ -360,6 +406,37 @@ class TestSecrets:
         datapunk.Pipeline(reject).run([login], [], dead_letter=dead)
         assert {"user": "bob", "password": "**********"} == dead[0].to_dict()["record"]
         assert SECRET not in json.dumps(dead[0].to_dict())
+
+    @pytest.mark.parametrize(
+        ("tp", "record", "path"),
+        [
+            (Aliased, {"pw": 12345678}, ("pw",)),
+            (
+                Wrapped,
+                {"maybe": 12345678, "many": [], "pair": ["a", "b"], "by_key": {}},
+                ("maybe",),
+            ),
+            (Wrapped, {"many": ["ok", 12345678], "pair": ["a", "b"], "by_key": {}}, ("many", 1)),
+            (Wrapped, {"many": [], "pair": ["a", 12345678], "by_key": {}}, ("pair", 1)),
+            (Wrapped, {"many": [], "pair": ["a", "b"], "by_key": {"k": 12345678}}, ("by_key", "k")),
+            (SecretPoint, {"x": 1, "token": 12345678}, ("token",)),
+        ],
+        ids=["alias", "optional", "list", "tuple", "dict", "dataclass"],
+    )
+    def test_secrets_inside_containers_are_masked(self, tp, record, path):
+        """Secrets behind aliases, Optional, lists, tuples, dicts and dataclasses are masked."""
+        with pytest.raises(datapunk.ValidationError) as info:
+            datapunk.Validate(tp)(record)
+        assert [(path, "**********")] == [
+            (r.path, r.value) for r in info.value.reasons if r.path == path
+        ]
+        assert "12345678" not in str(info.value)
+
+    def test_non_secret_values_are_kept(self):
+        """Values of ordinary fields next to secrets are kept, to help debugging."""
+        with pytest.raises(datapunk.ValidationError) as info:
+            datapunk.Validate(Wrapped)({"many": [], "pair": [5, "b"], "by_key": {}, "plain": [1]})
+        assert {("pair", 0): 5, ("plain",): [1]} == {r.path: r.value for r in info.value.reasons}
 
     def test_a_secret_value_in_a_reason_is_masked(self):
         """A Reason given a SecretStr value keeps only the mask."""
