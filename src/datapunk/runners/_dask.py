@@ -281,7 +281,9 @@ class Dask:
                 try:
                     client = distributed.get_client()
                 except ValueError:
-                    cluster = stack.enter_context(distributed.LocalCluster(processes=True))
+                    cluster = stack.enter_context(
+                        distributed.LocalCluster(processes=True, dashboard_address=":0")
+                    )
                     client = stack.enter_context(distributed.Client(cluster))
             threads = max(1, sum(client.nthreads().values()))
             results = self._results(job, client, distributed, blob, token, threads)
