@@ -150,6 +150,9 @@ class SQLiteCheckpoint:
             if version in (0, _SCHEMA_VERSION):
                 conn.executescript(_SCHEMA)
                 conn.execute(f"PRAGMA user_version={_SCHEMA_VERSION}")
+                # Fail now, not mid-run, if another process holds the write lock.
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("ROLLBACK")
         except sqlite3.Error as exc:
             conn.close()
             raise self._open_error(exc) from exc
@@ -285,12 +288,19 @@ class SQLiteCheckpoint:
         Args:
             key: The run key.
         """
+        import sqlite3
+
         with self._lock:
             conn = self._connect()
-            conn.execute("BEGIN IMMEDIATE")
-            conn.execute("DELETE FROM datapunk_dead_letters WHERE key = ?", (key,))
-            conn.execute("DELETE FROM datapunk_runs WHERE key = ?", (key,))
-            conn.execute("COMMIT")
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("DELETE FROM datapunk_dead_letters WHERE key = ?", (key,))
+                conn.execute("DELETE FROM datapunk_runs WHERE key = ?", (key,))
+                conn.execute("COMMIT")
+            except sqlite3.Error as exc:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise self._open_error(exc) from exc
 
     def dead_letters(self, key: str) -> Iterator[DeadLetter]:
         """
