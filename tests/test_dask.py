@@ -195,3 +195,41 @@ class TestDask:
         assert {d.error_type for d in dead} == {"WorkerDied"}
         assert out == [{"a": i} for i in range(200) if not 40 <= i < 50]
         assert report.failed == 10
+
+
+def fail_on_sevens(x: int) -> int:
+    if x % 7 == 0:
+        raise ValueError("seven")
+    return x
+
+
+def flaky(x: int) -> int:
+    if x % 5 == 0:
+        raise ConnectionError("flaky")
+    return x
+
+
+class TestPoliciesOnDask:
+    @pytest.mark.parametrize("budget", [0, 3])
+    def test_max_errors_stops_at_the_same_point(self, dask_client, budget):
+        """The error budget stops a Dask run after the same chunk as a serial run."""
+
+        def run(runner: Any) -> tuple[Any, ...]:
+            pipe = datapunk.Pipeline(fail_on_sevens)
+            with pytest.raises(datapunk.ErrorBudgetExceeded) as info:
+                pipe.run(range(200), [], chunk_size=10, max_errors=budget, runner=runner)
+            rep = info.value.report
+            return rep.records_in, rep.failed, rep.records_out
+
+        assert run(None) == run(Dask(dask_client, partitions=5))
+
+    def test_retries_are_counted_the_same(self, dask_client):
+        """Retries happen on the workers and are counted as in a serial run."""
+        pipe = datapunk.Pipeline(datapunk.stage(retry=datapunk.Retry(attempts=3, backoff=0))(flaky))
+
+        def run(runner: Any) -> tuple[Any, ...]:
+            out: list[Any] = []
+            rep = pipe.run(range(30), out, runner=runner, chunk_size=7)
+            return out, rep.retried, rep.failed, [e.position for e in rep.errors]
+
+        assert run(None) == run(Dask(dask_client))
