@@ -1,4 +1,3 @@
-# ruff: noqa: SIM300 -- STYLE.md: assert whole values, expected first
 """The exception hierarchy: bases, codes, details, to_dict, pickling and hostile messages."""
 
 from __future__ import annotations

@@ -1,4 +1,3 @@
-# ruff: noqa: SIM300 -- STYLE.md: assert whole values, expected first
 """A library is a guest: what ``import datapunk`` does (and does not do) in a fresh process."""
 
 from __future__ import annotations

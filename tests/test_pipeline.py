@@ -1,4 +1,3 @@
-# ruff: noqa: SIM300 -- STYLE.md: assert whole values, expected first
 """Pipelines: composition with | and Pipeline(...), nesting, names, identity and rendering."""
 
 from __future__ import annotations

@@ -1,4 +1,3 @@
-# ruff: noqa: SIM300 -- STYLE.md: assert whole values, expected first
 """The public surface is pinned: changing it must be a decision, made here on purpose."""
 
 from __future__ import annotations

@@ -1,4 +1,3 @@
-# ruff: noqa: SIM300 -- STYLE.md: assert whole values, expected first
 """RunReport and its parts: counts, stage figures, the error sample, JSON, text and HTML."""
 
 from __future__ import annotations

@@ -1,4 +1,3 @@
-# ruff: noqa: SIM300 -- STYLE.md: assert whole values, expected first
 """Running pipelines: run, stream, arun, astream, one record; sources, sinks, policies, budgets."""
 
 from __future__ import annotations
@@ -324,6 +323,46 @@ class TestSinks:
 
         with pytest.raises(datapunk.StageError):
             datapunk.Pipeline(inv_stage()).run([0], BadAbort(), on_error="raise")
+
+
+class TestSinkErrorsPassThrough:
+    def test_a_sink_raising_sink_error_is_not_wrapped(self):
+        """A SinkError a sink raises on purpose reaches the caller unchanged."""
+        mine = datapunk.SinkError("quota exceeded", path="bucket")
+
+        class Quota(RecordingSink):
+            def write(self, records: list[Any]) -> None:
+                raise mine
+
+        with pytest.raises(datapunk.SinkError) as info:
+            datapunk.Pipeline(inverse).run([1], Quota())
+        assert mine is info.value
+
+    def test_a_sink_close_raising_sink_error_is_not_wrapped(self):
+        """A SinkError from close() reaches the caller unchanged."""
+        mine = datapunk.SinkError("rename failed", path="out")
+
+        class BadClose(RecordingSink):
+            def close(self) -> None:
+                raise mine
+
+        with pytest.raises(datapunk.SinkError) as info:
+            datapunk.Pipeline(inverse).run([1], BadClose())
+        assert mine is info.value
+
+    def test_a_source_read_raising_source_error_is_not_wrapped(self):
+        """A SourceError from read() itself reaches the caller unchanged."""
+        mine = datapunk.SourceError("no such table", path="db")
+
+        class Missing:
+            name = "missing"
+
+            def read(self):
+                raise mine
+
+        with pytest.raises(datapunk.SourceError) as info:
+            datapunk.Pipeline(inverse).run(Missing(), [])
+        assert mine is info.value
 
 
 class TestErrorPolicies:
@@ -919,6 +958,18 @@ class TestStream:
         stream = datapunk.Pipeline(inv_stage()).stream([1, 0], on_error="raise")
         with pytest.raises(datapunk.StageError, match="position 1"):
             list(stream)
+
+    def test_astream_raise_policy_propagates_and_aborts(self):
+        """A failure under 'raise' propagates out of astream and aborts the dead-letter sink."""
+        dead = RecordingSink()
+
+        async def consume() -> list[Any]:
+            pipe = datapunk.Pipeline(inv_stage())
+            return [x async for x in pipe.astream([1, 0], on_error="raise", dead_letter=dead)]
+
+        with pytest.raises(datapunk.StageError, match="position 1"):
+            asyncio.run(consume())
+        assert "aborted" == dead.state
 
     def test_stream_skip_policy(self):
         """Skipped records are not yielded and not dead-lettered."""

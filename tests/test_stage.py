@@ -1,4 +1,3 @@
-# ruff: noqa: SIM300 -- STYLE.md: assert whole values, expected first
 """Stages: construction, the decorator, helpers, protocol objects and bad input."""
 
 from __future__ import annotations

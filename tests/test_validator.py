@@ -1,4 +1,3 @@
-# ruff: noqa: SIM300 -- STYLE.md: assert whole values, expected first
 """Validators: Validate(T), check(), combination with &, warn-only, and secrets."""
 
 from __future__ import annotations

@@ -348,7 +348,7 @@ class RunStats:
             self.add_error(action, dl)
 
     def add_error(self, action: str, dl: DeadLetter) -> None:
-        """Keep *dl* in the bounded error sample (first N, then reservoir)."""
+        """Keep *dl* in the bounded error sample (the first ``error_sample_size``)."""
         self.errors_seen += 1
         sample = ErrorSample(dl.stage, dl.position, dl.error_type, dl.message, dl.reasons, action)
         if len(self.errors) < self.error_sample_size:
