@@ -5,8 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import string
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pydantic
 import pytest
@@ -15,6 +14,9 @@ from hypothesis import strategies as st
 
 import datapunk
 from datapunk import io as dio
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.unit
 
@@ -35,7 +37,7 @@ FIELDS = ["id", "text", "note"]
 
 
 def records_strategy() -> st.SearchStrategy[list[dict[str, Any]]]:
-    row = st.fixed_dictionaries({k: VALUES for k in FIELDS})
+    row = st.fixed_dictionaries(dict.fromkeys(FIELDS, VALUES))
     return st.lists(row, min_size=1, max_size=20)
 
 
@@ -330,6 +332,9 @@ def test_import_datapunk_io_loads_no_heavy_modules() -> None:
     import subprocess
     import sys
 
-    code = "import sys, datapunk.io; print(sorted(m for m in ('pyarrow','orjson','yaml','ijson') if m in sys.modules))"
+    code = (
+        "import sys, datapunk.io; "
+        "print(sorted(m for m in ('pyarrow','orjson','yaml','ijson') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"

@@ -5,13 +5,15 @@ from __future__ import annotations
 import gzip
 import json
 import os
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
 import datapunk
 from datapunk import io as dio
+
+if TYPE_CHECKING:
+    from pathlib import Path
 
 pytestmark = pytest.mark.unit
 
@@ -148,7 +150,7 @@ class TestJsonl:
         p = tmp_path / "a.jsonl.gz"
         data = gzip.compress(b'{"a": 1}\n' * 10_000)
         p.write_bytes(data[: len(data) // 2])
-        with pytest.raises(datapunk.SourceError, match="a.jsonl.gz"):
+        with pytest.raises(datapunk.SourceError, match=r"a\.jsonl\.gz"):
             datapunk.Pipeline(lambda r: r).run(p, tmp_path / "o.jsonl")
         assert not (tmp_path / "o.jsonl").exists()
 

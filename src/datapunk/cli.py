@@ -257,6 +257,7 @@ def _cmd_plugins(args: argparse.Namespace, out: TextIO) -> int:
 def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     from datapunk.config import load
 
+    _importable(args.config)
     pipeline, options = load(args.config)
     out.write(pipeline.describe() + "\n")
     for role in ("source", "sink", "dead_letter"):
@@ -267,6 +268,15 @@ def _cmd_check(args: argparse.Namespace, out: TextIO) -> int:
     out.write("run: " + " ".join(f"{k}={v!r}" for k, v in run.items()) + "\n")
     out.write("ok\n")
     return EXIT_OK
+
+
+def _importable(config: str) -> None:
+    """Let stage modules next to the spec import (here and in worker processes)."""
+    from pathlib import Path
+
+    base = str(Path(config).resolve().parent)
+    if base not in sys.path:
+        sys.path.insert(0, base)
 
 
 def _default_pipeline() -> Any:
@@ -292,6 +302,7 @@ def _cmd_process(args: argparse.Namespace, out: TextIO) -> int:
         "progress": args.progress,
     }
     if args.config:
+        _importable(args.config)
         pipeline, options = datapunk.Pipeline.from_config(args.config, overrides=cli)
     else:
         pipeline, options = _default_pipeline(), run_options(cli=cli)

@@ -114,7 +114,7 @@ def parse_or_malformed(raw: bytes, loads: Callable[[bytes], Any], encoding: str,
         text = raw.decode(encoding)
     except UnicodeDecodeError as exc:
         return Malformed(
-            raw.decode(encoding, "replace")[:_RAW_LIMIT],
+            raw.decode(encoding, "replace").rstrip("\r\n")[:_RAW_LIMIT],
             f"{what} is {describe_bad_utf8(raw, exc, encoding)}",
             "UnicodeDecodeError",
         )
