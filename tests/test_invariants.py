@@ -6,6 +6,7 @@ import asyncio
 import pickle
 from typing import Any
 
+import pydantic
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
@@ -203,3 +204,84 @@ class TestSameAnswer:
                 pipe(value)
         else:
             assert (out[0] if out else None) == pipe(value)
+
+
+class InputData(pydantic.BaseModel):
+    record_id: str
+    value: float
+    is_valid: bool
+
+
+raw_records = st.lists(
+    st.fixed_dictionaries(
+        {
+            "record_id": st.text(max_size=5),
+            "value": st.floats(allow_nan=False, allow_infinity=False)
+            | st.sampled_from(["n/a", None, "1.5"]),
+            "is_valid": st.booleans(),
+        }
+    ),
+    max_size=40,
+)
+
+
+class WithMalformed:
+    """A Source yielding 1-based line numbers, some lines undecodable."""
+
+    name = "lines"
+
+    def __init__(self, items: list[Any]) -> None:
+        self.items = items
+
+    def read(self) -> Any:
+        yield from enumerate(self.items, 1)
+
+
+class TestValidatedAndMalformedInput:
+    @given(records=raw_records, chunk_size=chunk_sizes)
+    def test_exactly_the_invalid_records_fail(self, records, chunk_size):
+        """Validate -> filter: every record is output, filtered or dead-lettered at its position."""
+        pipe = datapunk.Pipeline(
+            datapunk.Validate(InputData), datapunk.Filter(lambda r: r.is_valid, name="valid")
+        )
+        out: list[Any] = []
+        dead: list[datapunk.DeadLetter] = []
+        report = pipe.run(records, out, dead_letter=dead, chunk_size=chunk_size)
+        bad = [i for i, r in enumerate(records) if r["value"] in (None, "n/a")]
+        assert bad == [d.position for d in dead]
+        assert [records[i] for i in bad] == [d.record for d in dead]
+        assert all(d.reasons[0].path == ("value",) for d in dead)
+        assert report.records_in == report.records_out + report.filtered + report.failed
+        assert [
+            r["record_id"] for r in records if r["value"] not in (None, "n/a") and r["is_valid"]
+        ] == [r.record_id for r in out]
+
+    @given(
+        items=st.lists(st.integers(min_value=1, max_value=9) | st.none(), max_size=40),
+        chunk_size=chunk_sizes,
+    )
+    def test_malformed_input_fails_at_its_position(self, items, chunk_size):
+        """Each Malformed item is one failed record at its own line; the others run."""
+        source = [
+            datapunk.Malformed(f"<{i}>", "undecodable") if x is None else x
+            for i, x in enumerate(items)
+        ]
+        pipe = datapunk.Pipeline(datapunk.Stage(lambda x: 10 // (x - 5), name="div"))
+        out: list[Any] = []
+        dead: list[datapunk.DeadLetter] = []
+        report = pipe.run(WithMalformed(source), out, dead_letter=dead, chunk_size=chunk_size)
+        want_dead = sorted(
+            [(i + 1, "<source>") for i, x in enumerate(items) if x is None]
+            + [(i + 1, "div") for i, x in enumerate(items) if x == 5]
+        )
+        assert want_dead == sorted((d.position, d.stage) for d in dead)
+        assert [10 // (x - 5) for x in items if x is not None and x != 5] == out
+        assert report.records_in == len(items) == report.records_out + report.failed
+        stream_dead: list[datapunk.DeadLetter] = []
+        streamed = list(
+            pipe.stream(WithMalformed(source), dead_letter=stream_dead, chunk_size=chunk_size)
+        )
+        assert (out, sorted((d.position, d.stage) for d in dead)) == (
+            streamed,
+            sorted((d.position, d.stage) for d in stream_dead),
+        )
