@@ -319,6 +319,10 @@ class Dask:
         size, run_id = job.chunk_size, job.run_id
 
         def submit(part: Any, **options: Any) -> Any:
+            if isinstance(part, _Chunks):
+                # Records go to a worker as data, not inside the task graph: the
+                # scheduler keeps submitted graphs, and would grow with the source.
+                part = client.scatter(part, hash=False)
             return client.submit(
                 _run_partition, token, blob, part, size, run_id, pure=False, **options
             )
@@ -350,7 +354,8 @@ class Dask:
             pending.remove((part, fut))
         try:
             kind, value = fut.result()
-        except distributed.KilledWorker as exc:
+        except (distributed.KilledWorker, _cancelled(distributed)) as exc:
+            # Killed with its workers, or its records were lost with one.
             job.log.warning("worker.died", runner="dask", error=safe_str(exc, 200))
             yield from self._isolate(job, part, distributed, submit)
             return
@@ -370,7 +375,7 @@ class Dask:
             fut = submit(_Chunks([chunk]), retries=0)
             try:
                 kind, value = fut.result()
-            except distributed.KilledWorker as exc:
+            except (distributed.KilledWorker, _cancelled(distributed)) as exc:
                 yield self._killed(job, chunk, exc)
                 continue
             yield from _unpack(kind, value)
@@ -401,6 +406,13 @@ class Dask:
     def __repr__(self) -> str:
         extra = f", partitions={self.partitions}" if self.partitions else ""
         return f"Dask(client={self.client!r}{extra})"
+
+
+def _cancelled(distributed: Any) -> type[BaseException]:
+    error: type[BaseException] = getattr(
+        distributed.client, "FutureCancelledError", distributed.CancelledError
+    )
+    return error
 
 
 def _unpack(kind: str, value: Any) -> Iterator[ChunkResult]:
