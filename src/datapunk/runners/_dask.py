@@ -5,8 +5,9 @@ Each partition is a run of consecutive chunks, processed on a worker by the
 fused serial loop. Partitions are cut on chunk boundaries, so the chunks (and
 the batches of batch stages) are exactly those of a serial run, and so are the
 outputs, counters and dead letters. JSON Lines files are split by byte ranges
-that workers read themselves; every other source is read by the calling
-process and its chunks are shipped to the workers.
+and Parquet files by row groups, read by the workers themselves; every other
+source is read by the calling process and its chunks are shipped to the
+workers.
 """
 
 from __future__ import annotations
@@ -152,6 +153,66 @@ def _jsonl_ranges(source: Any, chunk_size: int, partitions: int) -> list[_JsonlR
     ]
 
 
+@attrs.frozen
+class _ParquetRows:
+    """Rows ``start..end`` of a Parquet file, read by the worker from their row groups."""
+
+    source: Any
+    start: int
+    end: int
+    groups: tuple[int, ...]
+    skip: int
+
+    def read(self, chunk_size: int) -> Iterator[RawChunk]:
+        src = self.source
+        wanted = self.end - self.start
+        skip, index = self.skip, self.start
+        rows: list[Any] = []
+        with src._open() as pf:
+            batches = pf.iter_batches(
+                batch_size=src.batch_size, columns=src.columns, row_groups=list(self.groups)
+            )
+            for batch in batches:
+                if skip >= batch.num_rows:
+                    skip -= batch.num_rows
+                    continue
+                take = min(batch.num_rows - skip, wanted)
+                rows.extend(batch.slice(skip, take).to_pylist())
+                skip, wanted = 0, wanted - take
+                while len(rows) >= chunk_size:
+                    head, rows = rows[:chunk_size], rows[chunk_size:]
+                    yield range(index, index + len(head)), head, []
+                    index += len(head)
+                if not wanted:
+                    break
+        if rows:
+            yield range(index, index + len(rows)), rows, []
+
+
+def _parquet_parts(source: Any, chunk_size: int, partitions: int) -> list[_ParquetRows] | None:
+    """Cut a Parquet file into row ranges of whole chunks (``None``: cannot)."""
+    from datapunk.io._files import _is_gzip
+
+    if _is_gzip(source.path):
+        return None  # a compressed file cannot be entered in the middle
+    with source._open() as pf:
+        sizes = [pf.metadata.row_group(g).num_rows for g in range(pf.metadata.num_row_groups)]
+    starts = [0]
+    for n in sizes:
+        starts.append(starts[-1] + n)
+    total = starts[-1]
+    n_chunks = math.ceil(total / chunk_size)
+    per = math.ceil(n_chunks / max(1, partitions)) * chunk_size
+    parts = []
+    for start in range(0, total, per):
+        end = min(total, start + per)
+        groups = tuple(
+            g for g in range(len(sizes)) if starts[g] < end and starts[g + 1] > start and sizes[g]
+        )
+        parts.append(_ParquetRows(source, start, end, groups, start - starts[groups[0]]))
+    return parts
+
+
 # ----------------------------------------------------------------- worker
 _OPS_CACHE: dict[str, list[Op]] = {}
 
@@ -193,9 +254,10 @@ class Dask:
     Run partitions of the source on a Dask cluster (``pip install datapunk[dask]``).
 
     The source is cut into partitions of whole chunks. A JSON Lines file is
-    cut into byte ranges that the workers read themselves (the file must be
-    at the same path on every worker: a shared or network file system);
-    other sources (iterables, CSV, Parquet, any ``Source``) are read by the
+    cut into byte ranges and a Parquet file into row ranges of whole row
+    groups, which the workers read themselves (the file must be at the same
+    path on every worker: a shared or network file system); other sources
+    (iterables, CSV, gzip-compressed files, any ``Source``) are read by the
     calling process and their chunks are shipped with the tasks. Each
     partition runs the fused serial loop on a worker; the outputs, counters
     and dead letters come back and are merged, in input order, into one
@@ -303,6 +365,10 @@ class Dask:
             ranges = _jsonl_ranges(obj, size, target)
             if ranges is not None:
                 return iter(ranges)
+        if type(obj).__name__ == "ParquetSource" and type(obj).__module__.startswith("datapunk"):
+            parts = _parquet_parts(obj, size, target)
+            if parts is not None:
+                return iter(parts)
         per = self.partition_chunks
         if isinstance(obj, list | tuple):
             per = max(1, math.ceil(math.ceil(len(obj) / size) / target))
