@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import pickle
 from typing import Any
 
@@ -119,6 +120,22 @@ class TestNothingIsLost:
             assert records[letter.position] == letter.record
             assert letter.stage in report.stages
             assert letter.run_id == report.run_id
+
+    @given(spec=pipeline_specs(), records=int_records(max_size=30), chunk_size=chunk_sizes)
+    def test_raise_stops_exactly_when_a_record_fails(self, spec, records, chunk_size):
+        """Under on_error='raise' a run raises iff some record fails, naming a real failure."""
+        spec = PipelineSpec(tuple(dataclasses.replace(s, on_error=None) for s in spec.steps))
+        want = expected(spec, records, "raise")
+        failures = [(p, s) for p, s, a in want.failures if a == "raise"]
+        sink: list[Any] = []
+        if not failures:
+            report = build(spec).run(records, sink, on_error="raise", chunk_size=chunk_size)
+            assert want.outputs == sink
+            assert 0 == report.failed
+            return
+        with pytest.raises(datapunk.DataProcessingError) as info:
+            build(spec).run(records, sink, on_error="raise", chunk_size=chunk_size)
+        assert (info.value.position, info.value.stage) in failures
 
     @given(spec=pipeline_specs(), records=int_records(max_size=30))
     def test_without_a_dead_letter_sink_the_report_keeps_them(self, spec, records):
