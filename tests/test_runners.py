@@ -426,3 +426,44 @@ class TestSerialStillDefault:
     def test_default_runner(self):
         """Without a runner, the run is serial."""
         assert datapunk.Pipeline(double).run([1], []).runner == Serial.name
+
+
+# -------------------------------------------------------------- checkpoints
+def fail_when_told(x: int) -> int:
+    if os.environ.get("DATAPUNK_TEST_FAIL_AT") == str(x):
+        raise RuntimeError(f"told to fail at {x}")
+    return x * 3
+
+
+@pytest.mark.integration
+class TestCheckpoints:
+    @pytest.mark.parametrize(
+        "runner",
+        # spawn: a fork server's workers keep the environment it started with.
+        [Threads(4), Async(10), Processes(2)],
+        ids=["threads", "async", "processes"],
+    )
+    def test_resume_gives_the_uninterrupted_output(self, runner, tmp_path, monkeypatch):
+        """An ordered parallel run stopped midway resumes to exactly the uninterrupted output."""
+        pipe = datapunk.Pipeline(fail_when_told, name="resumable")
+        records = list(range(500))
+        want = tmp_path / "want.jsonl"
+        pipe.run(records, str(want), chunk_size=25)
+
+        out, db = tmp_path / "out.jsonl", tmp_path / "ckpt.db"
+        monkeypatch.setenv("DATAPUNK_TEST_FAIL_AT", "310")
+        with pytest.raises(datapunk.StageError):
+            pipe.run(
+                records,
+                str(out),
+                chunk_size=25,
+                checkpoint=str(db),
+                on_error="raise",
+                runner=runner,
+            )
+        monkeypatch.delenv("DATAPUNK_TEST_FAIL_AT")
+        report = pipe.run(
+            records, str(out), chunk_size=25, checkpoint=str(db), on_error="raise", runner=runner
+        )
+        assert out.read_bytes() == want.read_bytes()
+        assert report.records_in == 500

@@ -249,8 +249,10 @@ class Processes:
             ``chunk_size``, 1000). Larger chunks amortise the pickling.
         ordered: Deliver outputs in input order (default). With ``False``,
             chunks are delivered as they finish.
-        start_method: ``"spawn"`` (default) or ``"forkserver"``. ``"fork"`` is
-            refused: forking a multi-threaded process can deadlock.
+        start_method: ``"spawn"`` (default) or ``"forkserver"`` (workers
+            start faster, but inherit the environment and ``sys.path`` the
+            fork server had when it started). ``"fork"`` is refused: forking
+            a multi-threaded process can deadlock.
 
     Raises:
         ConfigurationError: An option is invalid.
