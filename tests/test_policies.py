@@ -622,10 +622,17 @@ class Step:
         self.calls: dict[int, int] = {}
 
     def __call__(self, r):
+        if self._count(r):
+            time.sleep(0.03)
+        return self._result(r)
+
+    def _count(self, r):
         x = r["id"]
         n = self.calls[x] = self.calls.get(x, 0) + 1
-        if self.slow_mod and x % self.slow_mod == 0 and n == 1:
-            time.sleep(0.03)
+        return bool(self.slow_mod and x % self.slow_mod == 0 and n == 1)
+
+    def _result(self, r):
+        x, n = r["id"], self.calls[r["id"]]
         if self.perm_mod and x % self.perm_mod == 0:
             raise ValueError(f"stage {self.index} rejects {x}")
         if self.mod and x % self.mod == self.rem and n <= self.transient:
@@ -633,8 +640,27 @@ class Step:
         return {**r, "path": [*r["path"], self.index]}
 
 
+class AsyncStep(Step):
+    """The same, as a coroutine function (slow with asyncio.sleep)."""
+
+    async def __call__(self, r):
+        if self._count(r):
+            await asyncio.sleep(0.03)
+        return self._result(r)
+
+
+class BatchStep(Step):
+    """The same, over a list (one failure fails the call for the whole batch)."""
+
+    def __call__(self, rs):
+        return [Step.__call__(self, r) for r in rs]
+
+
+SHAPES = {"sync": Step, "async": AsyncStep, "batch": BatchStep}
+
 steps = st.builds(
     dict,
+    shape=st.sampled_from(sorted(SHAPES)),
     mod=st.integers(0, 5),
     rem=st.integers(0, 4),
     transient=st.integers(0, 3),
@@ -655,7 +681,7 @@ def test_no_record_lost_or_duplicated_under_any_policy_combination(specs, n):
     """For generated failing/slow stages and policies, every record is accounted for once."""
     stages = []
     for i, spec in enumerate(specs):
-        fn = Step(
+        fn = SHAPES[spec["shape"]](
             i, spec["mod"], spec["rem"], spec["transient"], spec["perm_mod"], spec["slow_mod"]
         )
         breaker = (
@@ -673,6 +699,8 @@ def test_no_record_lost_or_duplicated_under_any_policy_combination(specs, n):
                 breaker=breaker,
                 optional=spec["optional"],
                 on_error=spec["on_error"],
+                kind="batch" if spec["shape"] == "batch" else "map",
+                size=3 if spec["shape"] == "batch" else None,
             )
         )
         if spec["keep_mod"]:
@@ -702,6 +730,45 @@ def test_no_record_lost_or_duplicated_under_any_policy_combination(specs, n):
     assert report.degraded == sum(s.degraded for s in report.stages.values())
     # Every retry a stage reports was a real extra call of its function.
     for stage in stages:
-        if isinstance(stage.fn, Step):
+        if isinstance(stage.fn, Step) and stage.kind == "map":
             calls = stage.fn.calls
             assert report.stages[stage.name].retries == sum(calls.values()) - len(calls)
+
+
+def _nap(seconds):
+    """A sleep that does not sleep (module level, so it pickles)."""
+
+
+class TestRunners:
+    @pytest.mark.parametrize("runner", ["threads", "processes", "async"])
+    def test_every_runner_applies_policies_like_serial(self, runner):
+        """Retries, degradations, breaker and dead letters come out the same on every runner."""
+
+        def build():
+            return datapunk.Pipeline(
+                datapunk.Stage(
+                    Flaky(1, bad=set(range(0, 60, 3))),
+                    name="flaky",
+                    retry=datapunk.Retry(2, sleep=_nap),
+                    timeout=5,
+                ),
+                datapunk.Stage(Flaky(9, bad=set(range(0, 600, 70))), name="opt", optional=True),
+                datapunk.Stage(
+                    Flaky(9, bad={500}), name="strict", retry=datapunk.Retry(3, sleep=_nap)
+                ),
+            )
+
+        serial_out: list[int] = []
+        serial = build().run(range(60), serial_out, chunk_size=8)
+        out: list[int] = []
+        report = build().run(range(60), out, chunk_size=8, runner=runner)
+        assert out == serial_out
+        assert [d.to_dict() | {"run_id": ""} for d in report.dead_letters] == [
+            d.to_dict() | {"run_id": ""} for d in serial.dead_letters
+        ]
+        assert (report.retried, report.degraded, report.failed) == (
+            serial.retried,
+            serial.degraded,
+            serial.failed,
+        )
+        assert (serial.retried, serial.degraded, serial.failed) == (22, 9, 1)
