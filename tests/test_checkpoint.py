@@ -461,6 +461,18 @@ class TestFaults:
         with pytest.raises(datapunk.ConfigurationError, match="does not exist; create it first"):
             pipe.run([1], checkpoint=tmp_path / "missing" / "x.db")
 
+    def test_output_that_cannot_resume_is_refused(self, tmp_path):
+        """A file format without resume support is refused up front, not lost later."""
+        out = tmp_path / "o.csv"
+        with pytest.raises(datapunk.ConfigurationError) as info:
+            datapunk.Pipeline(lambda x: {"x": x}).run([1], out, checkpoint=tmp_path / "r.db")
+        assert str(info.value) == (
+            f"the sink {str(out)!r} cannot be resumed after a crash: it discards its output "
+            "when a run stops and has no resume(). With checkpoint= write JSON Lines (.jsonl), "
+            "or use a sink with flush(), resume() and suspend()"
+        )
+        assert not (tmp_path / "r.db").exists()
+
     def test_compressed_output_cannot_be_checkpointed(self, tmp_path):
         """gzip output cannot be truncated back, so it is refused with a checkpoint."""
         with pytest.raises(

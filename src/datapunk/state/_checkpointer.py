@@ -120,6 +120,20 @@ def _resumable(adapter: SinkAdapter | None) -> bool:
     return callable(getattr(obj, "flush", None)) and callable(getattr(obj, "resume", None))
 
 
+def _check_resumable(adapter: SinkAdapter | None) -> None:
+    # A sink that discards its output when a run stops (abort) but cannot
+    # reopen it (resume) would lose the acknowledged records on a resume.
+    if adapter is None or _resumable(adapter):
+        return
+    if callable(getattr(adapter.obj, "abort", None)):
+        raise ConfigurationError(
+            f"the {adapter.role} {adapter.name!r} cannot be resumed after a crash: it "
+            "discards its output when a run stops and has no resume(). With checkpoint= "
+            "write JSON Lines (.jsonl), or use a sink with flush(), resume() and suspend()",
+            details={"role": adapter.role, "sink": adapter.name},
+        )
+
+
 def as_store(checkpoint: Any) -> Any:
     """
     Coerce ``checkpoint=`` to a store.
@@ -193,6 +207,8 @@ class Checkpointer:
                 made by a different pipeline.
         """
         store = as_store(checkpoint)
+        _check_resumable(sink)
+        _check_resumable(dead_letter)
         self = cls(
             store,
             key=run_key(pipeline, reader),
