@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING, Any, final
 from datapunk._core.errors import ConfigurationError, SinkError, SourceError
 from datapunk._core.types import Malformed, jsonable
 from datapunk.io._files import (
+    _BOM,
     DEFAULT_MAX_LINE_BYTES,
     AtomicFile,
     check_max_line_bytes,
     check_readable,
     describe_bad_utf8,
     guard_write,
-    iter_lines,
     open_binary,
 )
 
@@ -40,44 +40,45 @@ def _check_delimiter(delimiter: object) -> str:
     return delimiter
 
 
-class _Lines:
-    """Feeds decoded lines to :func:`csv.reader`, remembering which were bad."""
+def _decoded_lines(
+    f: Any, encoding: str, limit: int, bad: dict[int, tuple[str, str]]
+) -> Iterator[str]:
+    """
+    Feed :func:`csv.reader` decoded lines, bounded in length.
 
-    __slots__ = ("bad", "encoding", "it", "limit", "line")
-
-    def __init__(
-        self, raw_lines: Iterator[tuple[int, bytes, bool]], encoding: str, limit: int
-    ) -> None:
-        self.it = raw_lines
-        self.encoding = encoding
-        self.limit = limit
-        self.line = 0
-        # line number -> (error type, message) for lines that could not be used as is
-        self.bad: dict[int, tuple[str, str]] = {}
-
-    def __iter__(self) -> _Lines:
-        return self
-
-    def __next__(self) -> str:
-        n, raw, oversize = next(self.it)
-        self.line = n
-        if oversize:
-            self.bad[n] = (
-                "LineTooLong",
-                (
-                    f"line {n} is longer than max_line_bytes={self.limit}; "
-                    "split the record or raise max_line_bytes"
-                ),
+    An undecodable or oversize line is replaced (by its text with U+FFFD, or
+    by an empty line) and recorded in *bad* under its 1-based number, so the
+    row holding it becomes a failed record. A UTF-8 BOM is stripped.
+    """
+    readline = f.readline
+    size = limit + 1
+    first = readline(size)
+    if first.startswith(_BOM):
+        first = first[3:]
+    line = first
+    n = 0
+    while line:
+        n += 1
+        if len(line) >= size and not line.endswith(b"\n"):
+            rest = line
+            while rest and not rest.endswith(b"\n"):
+                rest = readline(1 << 20)
+            message = (
+                f"line {n} is longer than max_line_bytes={limit}; "
+                "split the record or raise max_line_bytes"
             )
-            return "\n"
-        try:
-            return raw.decode(self.encoding)
-        except UnicodeDecodeError as exc:
-            self.bad[n] = (
-                "UnicodeDecodeError",
-                f"line {n} is {describe_bad_utf8(raw, exc, self.encoding)}",
-            )
-            return raw.decode(self.encoding, "replace")
+            bad[n] = ("LineTooLong", message)
+            yield "\n"
+        else:
+            try:
+                yield line.decode(encoding)
+            except UnicodeDecodeError as exc:
+                bad[n] = (
+                    "UnicodeDecodeError",
+                    f"line {n} is {describe_bad_utf8(line, exc, encoding)}",
+                )
+                yield line.decode(encoding, "replace")
+        line = readline(size)
 
 
 @final
@@ -151,27 +152,28 @@ class CsvSource:
         Raises:
             SourceError: If the header row itself cannot be read.
         """
+        bad: dict[int, tuple[str, str]] = {}
         with open_binary(self.path) as f:
-            lines = _Lines(iter_lines(f, self.max_line_bytes), self.encoding, self.max_line_bytes)
+            lines = _decoded_lines(f, self.encoding, self.max_line_bytes, bad)
             reader = csv.reader(lines, delimiter=self.delimiter, strict=False)
             header = self.fieldnames
             if header is None:
-                header = self._header(reader, lines)
+                header = self._header(reader, bad)
                 if header is None:
                     return
-            yield from self._rows(reader, lines, header)
+            yield from self._rows(reader, bad, header)
 
-    def _header(self, reader: Any, lines: _Lines) -> list[str] | None:
+    def _header(self, reader: Any, bad: dict[int, tuple[str, str]]) -> list[str] | None:
         try:
             for row in reader:
                 if not row:
                     continue
-                if lines.bad:
-                    (_, message), *_ = lines.bad.values()
+                if bad:
+                    (_, message), *_ = bad.values()
                     raise SourceError(
                         f"cannot read the header row of {self.name!r}: {message}",
                         path=self.name,
-                        position=lines.line,
+                        position=reader.line_num,
                     )
                 if len(set(row)) != len(row):
                     dupes = sorted({c for c in row if row.count(c) > 1})
@@ -179,31 +181,46 @@ class CsvSource:
                         f"the header row of {self.name!r} repeats column(s) {dupes}: "
                         "rename them or pass fieldnames=",
                         path=self.name,
-                        position=lines.line,
+                        position=reader.line_num,
                     )
                 return list(row)
         except csv.Error as exc:
             raise SourceError(
-                f"cannot read the header row of {self.name!r} (line {lines.line}): {exc}",
+                f"cannot read the header row of {self.name!r} (line {reader.line_num}): {exc}",
                 path=self.name,
-                position=lines.line,
+                position=reader.line_num,
             ) from exc
         return None
 
-    def _rows(self, reader: Any, lines: _Lines, header: list[str]) -> Iterator[tuple[int, Any]]:
+    def _rows(
+        self, reader: Any, bad: dict[int, tuple[str, str]], header: list[str]
+    ) -> Iterator[tuple[int, Any]]:
         width = len(header)
         nulls = self.null_values
-        bad = lines.bad
         delimiter = self.delimiter
-        nxt = reader.__next__
+        end = reader.line_num
         while True:
-            start = lines.line + 1
             try:
-                row = nxt()
-            except StopIteration:
-                return
+                # The common case stays in this loop; anything odd is handled
+                # off the fast path (and the loop resumes where it was).
+                for row in reader:
+                    start = end + 1
+                    end = reader.line_num
+                    if len(row) == width and not bad:
+                        record = dict(zip(header, row, strict=True))
+                        if nulls and not nulls.isdisjoint(row):
+                            for k, v in record.items():
+                                if v in nulls:
+                                    record[k] = None
+                        yield start, record
+                    elif row or bad:
+                        odd = self._odd(row, start, end, header, bad, delimiter)
+                        if odd is not None:
+                            yield start, odd
             except csv.Error as exc:
-                end = lines.line
+                start, end = end + 1, reader.line_num
+                for n in range(start, end + 1):
+                    bad.pop(n, None)
                 yield (
                     start,
                     Malformed(
@@ -212,36 +229,43 @@ class CsvSource:
                         "CsvError",
                     ),
                 )
-                continue
-            if bad:
-                hits = [n for n in range(start, lines.line + 1) if n in bad]
-                if hits:
-                    error_type, message = bad[hits[0]]
-                    for n in hits:
-                        del bad[n]
-                    yield start, Malformed(_unparse(row, delimiter), message, error_type)
-                    continue
-            if not row:
-                continue
-            if len(row) != width:
-                yield (
-                    start,
-                    Malformed(
-                        _unparse(row, delimiter),
-                        f"line {start} has {len(row)} field(s) but the header has {width}; "
-                        "fix the row (a missing or extra delimiter, or an unquoted "
-                        f"{delimiter!r} inside a value)",
-                        "RaggedRow",
-                    ),
-                )
-                continue
-            if nulls:
-                yield (
-                    start,
-                    {k: (None if v in nulls else v) for k, v in zip(header, row, strict=True)},
-                )
             else:
-                yield start, dict(zip(header, row, strict=True))
+                return
+
+    def _odd(
+        self,
+        row: list[str],
+        start: int,
+        end: int,
+        header: list[str],
+        bad: dict[int, tuple[str, str]],
+        delimiter: str,
+    ) -> Any:
+        """
+        Handle a row off the fast path: a bad line in it, a ragged row, a blank line.
+
+        Returns:
+            The record, a ``Malformed``, or ``None`` for a blank line.
+        """
+        width = len(header)
+        hits = [n for n in range(start, end + 1) if n in bad]
+        if hits:
+            error_type, message = bad[hits[0]]
+            for n in hits:
+                del bad[n]
+            return Malformed(_unparse(row, delimiter), message, error_type)
+        if not row:
+            return None
+        if len(row) != width:
+            return Malformed(
+                _unparse(row, delimiter),
+                f"line {start} has {len(row)} field(s) but the header has {width}; "
+                "fix the row (a missing or extra delimiter, or an unquoted "
+                f"{delimiter!r} inside a value)",
+                "RaggedRow",
+            )
+        nulls = self.null_values
+        return {k: (None if v in nulls else v) for k, v in zip(header, row, strict=True)}
 
     def __repr__(self) -> str:
         return f"CsvSource({self.name!r})"

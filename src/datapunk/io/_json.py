@@ -304,7 +304,7 @@ class JsonSink:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.name = str(path)
-        self._file = AtomicFile(self.path)
+        self._file = AtomicFile(self.path, text=False)
         self._count = 0
 
     def write(self, records: Sequence[Any]) -> None:
@@ -316,8 +316,8 @@ class JsonSink:
         """
         if not records:
             return
-        body = ",\n".join([dumps_record(r) for r in records])
-        text = ("[\n" if self._count == 0 else ",\n") + body
+        body = b",\n".join([dumps_record(r) for r in records])
+        text = (b"[\n" if self._count == 0 else b",\n") + body
         self._count += len(records)
         stream = self._file.stream()
         guard_write(self.path, lambda: stream.write(text))
@@ -325,7 +325,7 @@ class JsonSink:
     def close(self) -> None:
         """Close the array and commit the file."""
         stream = self._file.stream()
-        guard_write(self.path, lambda: stream.write("[]\n" if self._count == 0 else "\n]\n"))
+        guard_write(self.path, lambda: stream.write(b"[]\n" if self._count == 0 else b"\n]\n"))
         self._file.commit()
 
     def abort(self) -> None:

@@ -38,31 +38,35 @@ _ENCODER = json.JSONEncoder(
     ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_default
 )
 _encode = _ENCODER.encode
+_ASCII = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
 
 
-def dumps_record(record: Any) -> str:
+def dumps_record(record: Any) -> bytes:
     """
-    Serialise one record as compact JSON text, masking secrets.
+    Serialise one record as compact JSON (UTF-8 bytes), masking secrets.
 
-    Plain dicts, lists, strings and numbers go straight to the C encoder;
-    pydantic models use their own (Rust) serialiser, which masks secret
-    fields; anything else goes through :func:`datapunk._core.types.jsonable`.
+    Plain dicts, lists, strings and numbers go to the C encoder; pydantic
+    models to their own (Rust) serialiser, which masks secret fields;
+    anything else goes through :func:`datapunk._core.types.jsonable`.
     Non-finite floats become strings (``"nan"``, ``"inf"``), as in reports.
 
     Args:
         record: The record.
 
     Returns:
-        JSON text (one line: newlines inside strings are escaped).
+        JSON on one line (newlines inside strings are escaped).
     """
-    dump_json = getattr(record, "model_dump_json", None)
-    if dump_json is not None and record.__class__ is not dict:
-        text: str = dump_json()
-        return text
+    if record.__class__ is not dict:
+        serializer = getattr(record.__class__, "__pydantic_serializer__", None)
+        if serializer is not None and hasattr(record, "model_fields_set"):
+            data: bytes = serializer.to_json(record)
+            return data
     try:
-        return _encode(record)
+        return _encode(record).encode()
+    except UnicodeEncodeError:  # a lone surrogate: escape it, JSON can carry it
+        return _ASCII.encode(jsonable(record)).encode()
     except ValueError:  # NaN / infinity: follow jsonable's convention
-        return _encode(jsonable(record))
+        return _encode(jsonable(record)).encode()
 
 
 def loads_function(use_orjson: bool | None) -> Callable[[bytes], Any]:
@@ -229,7 +233,7 @@ class JsonlSink:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         self.name = str(path)
-        self._file = AtomicFile(self.path)
+        self._file = AtomicFile(self.path, text=False)
 
     def write(self, records: Sequence[Any]) -> None:
         """
@@ -241,9 +245,9 @@ class JsonlSink:
         if not records:
             return
         dumps = dumps_record
-        text = "\n".join([dumps(r) for r in records])
+        data = b"\n".join([dumps(r) for r in records]) + b"\n"
         stream = self._file.stream()
-        guard_write(self.path, lambda: stream.write(text + "\n"))
+        guard_write(self.path, lambda: stream.write(data))
 
     def close(self) -> None:
         """Commit: flush, fsync and rename the file into place."""
