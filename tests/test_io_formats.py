@@ -338,3 +338,42 @@ def test_import_datapunk_io_loads_no_heavy_modules() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+class TestJsonWriters:
+    @pytest.mark.parametrize("use_orjson", [True, False])
+    def test_orjson_and_stdlib_write_alike(self, use_orjson: bool) -> None:
+        """Both writers give the same JSON: NaN as null, big ints exact, keys as strings."""
+        import datetime as dt
+        import uuid
+
+        from datapunk.io._jsonl import dumps_function
+
+        dumps = dumps_function(use_orjson)
+        rec = {
+            "nan": float("nan"),
+            "inf": [float("inf")],
+            "big": 2**70,
+            "keys": {1: "a"},
+            "when": dt.date(2024, 1, 2),
+            "id": uuid.UUID(int=1),
+            "secret": pydantic.SecretStr("x"),
+            "text": "é\n",
+        }
+        assert json.loads(dumps(rec)) == {
+            "nan": None,
+            "inf": [None],
+            "big": 2**70,
+            "keys": {"1": "a"},
+            "when": "2024-01-02",
+            "id": "00000000-0000-0000-0000-000000000001",
+            "secret": "**********",
+            "text": "é\n",
+        }
+
+    def test_lone_surrogate_is_escaped(self) -> None:
+        """A lone surrogate (not encodable as UTF-8) is written as a JSON escape and reads back."""
+        from datapunk.io._jsonl import dumps_function
+
+        for use in (True, False):
+            assert json.loads(dumps_function(use)({"s": "\ud800"})) == {"s": "\ud800"}

@@ -23,7 +23,7 @@ from datapunk.io._files import (
     guard_write,
     open_binary,
 )
-from datapunk.io._jsonl import dumps_record, loads_function, parse_or_malformed
+from datapunk.io._jsonl import dumps_function, loads_function, parse_or_malformed
 
 if TYPE_CHECKING:
     import os
@@ -292,6 +292,7 @@ class JsonSink:
 
     Args:
         path: The target (``.json``, optionally ``.gz``).
+        use_orjson: Serialise with orjson (``None``: when installed).
 
     Raises:
         SinkError: If the directory does not exist or is not writable.
@@ -301,9 +302,10 @@ class JsonSink:
 
     format = "json"
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, use_orjson: bool | None = None) -> None:
         self.path = Path(path)
         self.name = str(path)
+        self._dumps = dumps_function(use_orjson)
         self._file = AtomicFile(self.path, text=False)
         self._count = 0
 
@@ -316,7 +318,7 @@ class JsonSink:
         """
         if not records:
             return
-        body = b",\n".join([dumps_record(r) for r in records])
+        body = b",\n".join([self._dumps(r) for r in records])
         text = (b"[\n" if self._count == 0 else b",\n") + body
         self._count += len(records)
         stream = self._file.stream()

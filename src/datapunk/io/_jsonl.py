@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
-import re
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, final
 
+from datapunk._core.errors import ConfigurationError
 from datapunk._core.types import Malformed, jsonable
 from datapunk.io._files import (
     DEFAULT_MAX_LINE_BYTES,
@@ -23,22 +24,58 @@ if TYPE_CHECKING:
     import os
     from collections.abc import Callable, Iterator, Sequence
 
-__all__ = ["JsonlSink", "JsonlSource", "dumps_record", "loads_function"]
+__all__ = ["JsonlSink", "JsonlSource", "dumps_function", "dumps_record", "loads_function"]
 
 _RAW_LIMIT = 10_000
-# orjson reads integers beyond 64 bits as floats; such lines go to the stdlib.
-_LONG_NUMBER = re.compile(rb"\d{19}").search
+
+# orjson reads integers beyond 64 bits as floats: lines holding a run of 19+
+# digits go to the stdlib parser. Digits become "9", everything else " ".
+_DIGITS = bytes(57 if 48 <= b <= 57 else 32 for b in range(256))  # noqa: PLR2004
+_LONG_RUN = b"9" * 19
+
+
+def _long_number(raw: bytes) -> bool:
+    return _LONG_RUN in raw.translate(_DIGITS)
 
 
 def _default(value: Any) -> Any:
     return jsonable(value)
 
 
-_ENCODER = json.JSONEncoder(
-    ensure_ascii=False, allow_nan=False, separators=(",", ":"), default=_default
+def _finite(value: Any) -> Any:
+    """Replace non-finite floats by None (JSON has no NaN), as pydantic and orjson do."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
+
+
+# The C encoder, built once (json.dumps builds a new one on every call).
+# Arguments: markers, default, string encoder, indent, key separator, item
+# separator, sort_keys, skipkeys, allow_nan.
+_C: Any = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+    None,
+    _default,
+    json.encoder.encode_basestring,
+    None,
+    ":",
+    ",",
+    False,  # noqa: FBT003 - sort_keys (the C API takes positional arguments only)
+    False,  # noqa: FBT003 - skipkeys
+    False,  # noqa: FBT003 - allow_nan
 )
-_encode = _ENCODER.encode
-_ASCII = json.JSONEncoder(ensure_ascii=True, allow_nan=False, separators=(",", ":"))
+
+
+def _encode(value: Any) -> str:
+    return "".join(_C(value, 0))
+
+
+_ASCII = json.JSONEncoder(
+    ensure_ascii=True, allow_nan=False, separators=(",", ":"), default=_default
+)
 
 
 def dumps_record(record: Any) -> bytes:
@@ -48,7 +85,8 @@ def dumps_record(record: Any) -> bytes:
     Plain dicts, lists, strings and numbers go to the C encoder; pydantic
     models to their own (Rust) serialiser, which masks secret fields;
     anything else goes through :func:`datapunk._core.types.jsonable`.
-    Non-finite floats become strings (``"nan"``, ``"inf"``), as in reports.
+    Non-finite floats (NaN, infinity) are written as ``null``, as pydantic
+    and orjson write them: JSON has no NaN.
 
     Args:
         record: The record.
@@ -64,9 +102,49 @@ def dumps_record(record: Any) -> bytes:
     try:
         return _encode(record).encode()
     except UnicodeEncodeError:  # a lone surrogate: escape it, JSON can carry it
-        return _ASCII.encode(jsonable(record)).encode()
-    except ValueError:  # NaN / infinity: follow jsonable's convention
-        return _encode(jsonable(record)).encode()
+        return _ASCII.encode(_finite(record)).encode()
+    except ValueError:  # NaN / infinity
+        return dumps_record(_finite(record))
+
+
+def dumps_function(use_orjson: bool | None) -> Callable[[Any], bytes]:
+    """
+    Return the record serialiser: orjson when installed (and not refused).
+
+    Both produce the same JSON (orjson is tried first and falls back to the
+    stdlib for what it refuses: integers beyond 64 bits, non-string keys,
+    lone surrogates).
+
+    Args:
+        use_orjson: ``True`` to require orjson, ``False`` for the stdlib,
+            ``None`` for orjson if it is installed.
+
+    Returns:
+        A function turning one record into JSON bytes.
+    """
+    if use_orjson is False:
+        return dumps_record
+    try:
+        import orjson
+    except ImportError:
+        if use_orjson:
+            raise ConfigurationError(
+                "use_orjson=True needs orjson: pip install datapunk[orjson]"
+            ) from None
+        return dumps_record
+    fast = orjson.dumps
+    failure = (TypeError, orjson.JSONEncodeError)
+
+    def dumps(record: Any) -> bytes:
+        if record.__class__ is dict:
+            try:
+                data: bytes = fast(record, default=_default)
+            except failure:
+                return dumps_record(record)
+            return data
+        return dumps_record(record)
+
+    return dumps
 
 
 def loads_function(use_orjson: bool | None) -> Callable[[bytes], Any]:
@@ -86,8 +164,6 @@ def loads_function(use_orjson: bool | None) -> Callable[[bytes], Any]:
         import orjson
     except ImportError:
         if use_orjson:
-            from datapunk._core.errors import ConfigurationError
-
             raise ConfigurationError(
                 "use_orjson=True needs orjson: pip install datapunk[orjson]"
             ) from None
@@ -109,7 +185,7 @@ def parse_or_malformed(raw: bytes, loads: Callable[[bytes], Any], encoding: str,
     Returns:
         The value, or a ``Malformed``.
     """
-    if encoding in {"utf-8", "utf8"} and (loads is json.loads or not _LONG_NUMBER(raw)):
+    if encoding in {"utf-8", "utf8"} and (loads is json.loads or not _long_number(raw)):
         try:
             return loads(raw)
         except Exception:  # noqa: S110 - diagnosed below, with the stdlib's precise message
@@ -221,6 +297,8 @@ class JsonlSink:
 
     Args:
         path: The target file.
+        use_orjson: Serialise with orjson (``None``: when installed); the
+            output is the same either way.
 
     Raises:
         SinkError: If the directory does not exist or is not writable.
@@ -230,9 +308,10 @@ class JsonlSink:
 
     format = "jsonl"
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, use_orjson: bool | None = None) -> None:
         self.path = Path(path)
         self.name = str(path)
+        self._dumps = dumps_function(use_orjson)
         self._file = AtomicFile(self.path, text=False)
 
     def write(self, records: Sequence[Any]) -> None:
@@ -244,7 +323,7 @@ class JsonlSink:
         """
         if not records:
             return
-        dumps = dumps_record
+        dumps = self._dumps
         data = b"\n".join([dumps(r) for r in records]) + b"\n"
         stream = self._file.stream()
         guard_write(self.path, lambda: stream.write(data))
