@@ -720,8 +720,9 @@ class Guard:
             if limit is None:
                 return await call(arg)
             t0 = time.monotonic()
+            cm = asyncio.timeout(limit)
             try:
-                async with asyncio.timeout(limit) as cm:
+                async with cm:
                     return await call(arg)
             except TimeoutError:
                 if cm.expired():
