@@ -34,7 +34,16 @@ from its methods.
 from __future__ import annotations
 
 import threading
-from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeAlias, TypeVar, runtime_checkable
+from typing import (
+    TYPE_CHECKING,
+    Any,
+    Literal,
+    Protocol,
+    TypeAlias,
+    TypeVar,
+    cast,
+    runtime_checkable,
+)
 
 import attrs
 
@@ -416,7 +425,7 @@ def check_plugin(name: str, obj: Any, kind: str | None = None) -> PluginKind:
             f"protocol: missing {', '.join(missing)}",
             details={"plugin": name, "kind": found, "missing": missing},
         )
-    return found  # type: ignore[return-value]  # checked against _REQUIRED above
+    return cast("PluginKind", found)  # checked against _REQUIRED above
 
 
 @attrs.frozen

@@ -16,7 +16,7 @@ import os
 import stat
 import tempfile
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 from datapunk._core.errors import ConfigurationError, SinkError, SourceError
 
@@ -131,7 +131,7 @@ def open_binary(path: Path) -> IO[bytes]:
         A binary file object.
     """
     if _is_gzip(path):
-        return gzip.open(path, "rb")  # type: ignore[return-value]
+        return cast("IO[bytes]", gzip.open(path, "rb"))
     return path.open("rb", buffering=_READ_BUFFER)
 
 
@@ -288,7 +288,7 @@ class AtomicFile:
             )
         else:
             self._stream = binary
-        return self._stream
+        return cast("IO[Any]", self._stream)
 
     def commit(self) -> None:
         """

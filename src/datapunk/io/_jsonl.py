@@ -56,7 +56,7 @@ def _finite(value: Any) -> Any:
 # The C encoder, built once (json.dumps builds a new one on every call).
 # Arguments: markers, default, string encoder, indent, key separator, item
 # separator, sort_keys, skipkeys, allow_nan.
-_C: Any = json.encoder.c_make_encoder(  # type: ignore[attr-defined]
+_C: Any = getattr(json.encoder, "c_make_encoder")(  # noqa: B009 - untyped C API
     None,
     _default,
     json.encoder.encode_basestring,

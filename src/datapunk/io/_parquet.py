@@ -232,7 +232,8 @@ class ParquetSink:
                 self._writer = pq.ParquetWriter(self._file.stream(), schema)
             else:
                 self._flush()
-        self._writer.close()
+        writer: Any = self._writer
+        writer.close()
         self._file.commit()
 
     def abort(self) -> None:
