@@ -5,15 +5,12 @@ from __future__ import annotations
 import errno
 import json
 import sqlite3
-from typing import TYPE_CHECKING
+from pathlib import Path
 
 import pytest
 
 import datapunk
 from datapunk.state import SQLiteCheckpoint, fingerprint, run_key
-
-if TYPE_CHECKING:
-    from pathlib import Path
 
 pytestmark = pytest.mark.integration
 
@@ -481,6 +478,66 @@ class TestFaults:
             datapunk.Pipeline(lambda x: x).run(
                 [1], tmp_path / "o.jsonl.gz", checkpoint=tmp_path / "r.db"
             )
+
+
+class TestStore:
+    def test_interrupted_while_renaming_outputs_restarts_cleanly(self, tmp_path, src, expected):
+        """Killed after the output was renamed but before the run was marked finished:
+        the next run starts over and still writes the exact output."""
+        stop = FailingAt(1300, KeyboardInterrupt())
+        pipe = datapunk.Pipeline(datapunk.Stage(stop, name="stop"), *PIPE.parts, name="ck")
+        ck = SQLiteCheckpoint(tmp_path / "r.db", every=None, seconds=None)
+        out = tmp_path / "o.jsonl"
+        with pytest.raises(KeyboardInterrupt):
+            pipe.run(src, out, checkpoint=ck, chunk_size=100)
+        # Make it look like the crash hit between the rename and the last save.
+        key, state = next(iter(ck.runs().items()))
+        state["phase"] = "closing"
+        Path(state["tokens"]["sink"]["tmp"]).unlink()
+        ck.save(key, state)
+        stop.armed = False
+        report = pipe.run(src, out, checkpoint=ck, chunk_size=100)
+        assert out.read_bytes() == expected[0]
+        assert report.records_in == N
+
+    def test_store_helpers(self, tmp_path):
+        """repr, runs(), dead_letters(), clear(), close() and pickling."""
+        import pickle
+
+        ck = SQLiteCheckpoint(tmp_path / "r.db")
+        assert repr(ck) == f"SQLiteCheckpoint({str(tmp_path / 'r.db')!r})"
+        dl = datapunk.DeadLetter({"a": 1}, (3, "x"), "s", "E", "m", attempts=2, run_id="r1")
+        ck.save("k", {"fingerprint": "f", "records_in": 3}, [dl])
+        assert ck.load("k") == {"fingerprint": "f", "records_in": 3}
+        assert list(ck.dead_letters("k")) == [dl]
+        assert ck.runs() == {"k": {"fingerprint": "f", "records_in": 3}}
+        copy = pickle.loads(pickle.dumps(ck))
+        assert copy.load("k") == ck.load("k")
+        ck.clear("k")
+        assert (ck.load("k"), list(ck.dead_letters("k"))) == (None, [])
+        ck.close()
+        copy.close()
+        assert ck.load("missing") is None  # reopens on use
+
+    def test_dead_letters_table_is_queryable(self, tmp_path):
+        """The dead-letter table has one column per field, for SQL."""
+        ck = SQLiteCheckpoint(tmp_path / "r.db")
+        datapunk.Pipeline(double, name="p").run([{"i": 7}, {"i": 8}], [], checkpoint=ck)
+        conn = sqlite3.connect(tmp_path / "r.db")
+        rows = conn.execute(
+            "SELECT position, stage, error_type, message, attempts FROM datapunk_dead_letters"
+        ).fetchall()
+        conn.close()
+        assert rows == [("0", "double", "ValueError", "7 is a multiple of 7", 1)]
+
+    def test_newer_schema_is_refused(self, tmp_path):
+        """A checkpoint written by a newer datapunk is not touched."""
+        db = tmp_path / "r.db"
+        conn = sqlite3.connect(db)
+        conn.execute("PRAGMA user_version=99")
+        conn.close()
+        with pytest.raises(datapunk.ConfigurationError, match="has schema version 99"):
+            SQLiteCheckpoint(db).load("k")
 
 
 # --------------------------------------------------------------- fingerprint
