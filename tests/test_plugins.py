@@ -25,22 +25,24 @@ def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     src = work / "src"
     shutil.copytree(PLUGIN_SRC, src)
     target = work / "site"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pip",
-            "install",
-            "-q",
-            "--no-deps",
-            "--target",
-            str(target),
-            str(src),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=300,
+    pip = subprocess.run(
+        [sys.executable, "-m", "pip", "--version"], capture_output=True, check=False
     )
+    uv = shutil.which("uv")
+    if pip.returncode == 0:
+        cmd = [sys.executable, "-m", "pip", "install", "-q"]
+    elif uv is not None:  # nox's uv-made environments have no pip
+        cmd = [uv, "pip", "install", "-q", "--python", sys.executable]
+    else:
+        pytest.fail("installing the test plugin needs pip or uv in this environment")
+    proc = subprocess.run(
+        [*cmd, "--no-deps", "--target", str(target), str(src)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
     return target
 
 
