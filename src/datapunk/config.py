@@ -239,15 +239,16 @@ class PipelineSpec(_Model):
 
 class Loaded(NamedTuple):
     """
-    What :func:`load` returns: the pipeline and how to run it.
+    What :func:`load` returns: ``(pipeline, options)``.
 
-    Attributes:
-        pipeline: The ready :class:`datapunk.Pipeline`.
-        options: The merged :class:`RunOptions` (with source and sinks).
+    ``pipeline`` is the ready :class:`datapunk.Pipeline`; ``options`` the merged
+    :class:`RunOptions` (with source and sinks).
     """
 
     pipeline: Pipeline[Any, Any]
+    """The ready pipeline."""
     options: RunOptions
+    """How to run it."""
 
 
 # -------------------------------------------------------------- interpolation
