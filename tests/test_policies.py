@@ -339,6 +339,15 @@ class TestTimeout:
         (dl,) = datapunk.Pipeline(datapunk.stage(timeout=5)(f)).run([1]).dead_letters
         assert (dl.error_type, dl.message) == ("TimeoutError", "upstream said so")
 
+    def test_sync_stage_own_timeout_error_is_not_a_stage_timeout(self):
+        """A TimeoutError a sync function raises itself stays what it is."""
+
+        def f(x):
+            raise TimeoutError("upstream said so")
+
+        (dl,) = datapunk.Pipeline(datapunk.Stage(f, timeout=5)).run([1]).dead_letters
+        assert (dl.error_type, dl.message) == ("TimeoutError", "upstream said so")
+
     def test_fast_stage_is_unaffected(self):
         """Calls that finish in time return their results and raise their errors."""
         s = datapunk.Stage(lambda x: 10 // x, timeout=5)

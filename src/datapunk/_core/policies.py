@@ -658,6 +658,8 @@ class Guard:
             try:
                 return fut.result(timeout=max(0.0, limit - (time.monotonic() - t0)))
             except FutureTimeout:
+                if fut.done():  # the function's own TimeoutError, or it just finished
+                    return fut.result()
                 raise _timeout_error(stage, limit, time.monotonic() - t0) from None
 
         return timed
