@@ -287,6 +287,9 @@ class SQLiteCheckpoint:
 
         Args:
             key: The run key.
+
+        Raises:
+            ConfigurationError: If the database is locked or corrupt.
         """
         import sqlite3
 
