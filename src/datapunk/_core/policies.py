@@ -69,20 +69,6 @@ _EVENTS: Final = {
 }
 
 
-def attempts_of(exc: BaseException) -> int:
-    """
-    Return how many times a stage was tried before failing with *exc*.
-
-    Args:
-        exc: The exception the (guarded) stage raised.
-
-    Returns:
-        The attempt count (1 when the stage was not retried).
-    """
-    n = getattr(exc, _ATTEMPTS_ATTR, 1)
-    return n if isinstance(n, int) and n >= 1 else 1
-
-
 def _note_attempts(exc: BaseException, attempts: int) -> None:
     with contextlib.suppress(AttributeError, TypeError):  # exceptions with __slots__
         setattr(exc, _ATTEMPTS_ATTR, attempts)
