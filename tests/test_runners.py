@@ -313,6 +313,16 @@ class TestProcesses:
         assert [d.position for d in dead] == list(range(10))
         assert dead[0].error_type == "UnpicklableOutput"
 
+    def test_stages_a_worker_cannot_load_are_refused_at_start(self, monkeypatch):
+        """A stage whose module exists only in the parent fails the run at start, clearly."""
+        import types
+
+        module = types.ModuleType("datapunk_test_parent_only")
+        exec("def shout(x):\n    return str(x).upper()\n", module.__dict__)
+        monkeypatch.setitem(sys.modules, module.__name__, module)
+        with pytest.raises(datapunk.ConfigurationError, match="could not load"):
+            datapunk.Pipeline(module.shout).run(["a"], [], runner=Processes(1))
+
     def test_spawn_and_chunk_size(self):
         """The default spawn start method works; chunk_size sets the chunks sent."""
         out: list[int] = []
