@@ -171,6 +171,14 @@ class TestJsonArray:
         p.write_text(json.dumps(items))
         assert run(p)[1] == items
 
+    @pytest.mark.parametrize("shift", range(-3, 4))
+    def test_values_cut_by_the_read_buffer(self, tmp_path: Path, shift: int) -> None:
+        """A number, literal or string split across two reads of the buffer parses whole."""
+        head = '["' + "x" * (65536 - 5 + shift) + '", '
+        p = tmp_path / "a.json"
+        p.write_text(head + '1234567, true, "abcdef", null]')
+        assert run(p)[1] == [head[2:-3], 1234567, True, "abcdef", None]
+
     def test_truncated_array(self, tmp_path: Path) -> None:
         """A file that ends inside an element fails that element; the earlier ones are kept."""
         p = tmp_path / "a.json"

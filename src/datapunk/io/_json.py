@@ -10,6 +10,7 @@ becomes a failed record at its index, and reading goes on with the next one.
 from __future__ import annotations
 
 import codecs
+import json
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, final
@@ -20,10 +21,11 @@ from datapunk.io._files import (
     AtomicFile,
     check_max_line_bytes,
     check_readable,
+    describe_bad_utf8,
     guard_write,
     open_binary,
 )
-from datapunk.io._jsonl import dumps_function, loads_function, parse_or_malformed
+from datapunk.io._jsonl import dumps_function, loads_function
 
 if TYPE_CHECKING:
     import os
@@ -32,29 +34,43 @@ if TYPE_CHECKING:
 __all__ = ["JsonSink", "JsonSource"]
 
 _BLOCK = 1 << 16
-_SPECIAL = re.compile(rb'["\\\[\]{},]')
-_IN_STRING = re.compile(rb'["\\]')
-_WS = b" \t\r\n"
+_RAW_LIMIT = 10_000
+_SPECIAL = re.compile(r'["\\\[\]{},]')
+_IN_STRING = re.compile(r'["\\]')
+_SURROGATE = re.compile("[\udc80-\udcff]")
+_WS = " \t\r\n"
+_raw_decode = json.JSONDecoder().raw_decode
+
+
+def _printable(text: str) -> str:
+    """Undecodable bytes (kept as surrogate escapes) shown as U+FFFD."""
+    return text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
 
 
 class _Scanner:
-    """Splits the bytes of a JSON array into its top-level elements."""
+    """Splits the text of a JSON array into its top-level elements."""
 
-    def __init__(self, f: Any, limit: int) -> None:
+    def __init__(self, f: Any, encoding: str, limit: int) -> None:
         self.read = f.read
+        self.decoder = codecs.getincrementaldecoder(encoding)("surrogateescape")
         self.limit = limit
-        self.buf = b""
+        self.buf = ""
         self.eof = False
+        self.dirty = False  # the buffer holds undecodable bytes
 
     def fill(self) -> bool:
         if self.eof:
             return False
         block = self.read(_BLOCK)
+        text = self.decoder.decode(block, final=not block)
         if not block:
             self.eof = True
-            return False
-        self.buf += block
-        return True
+        if text:
+            if not self.dirty and _SURROGATE.search(text):
+                self.dirty = True
+            self.buf += text
+            return True
+        return not self.eof
 
     def skip_ws(self, pos: int) -> int:
         while True:
@@ -93,23 +109,23 @@ class _Scanner:
             pos = m.end()
             ch = m.group()
             if in_string:
-                if ch == b"\\":
+                if ch == "\\":
                     if pos >= len(self.buf) and not self.fill():
                         return pos, pos, oversize, "the file ends inside a string"
                     pos += 1
                 else:
                     in_string = False
-            elif ch == b'"':
+            elif ch == '"':
                 in_string = True
-            elif ch in b"[{":
+            elif ch in "[{":
                 depth += 1
-            elif ch in b"]}":
+            elif ch in "]}":
                 if depth == 0:
                     return (
                         pos - 1,
-                        -1 if ch == b"]" else pos,
+                        -1 if ch == "]" else pos,
                         oversize,
-                        (None if ch == b"]" else "unbalanced '}'"),
+                        (None if ch == "]" else "unbalanced '}'"),
                     )
                 depth -= 1
             elif depth == 0:  # a top-level comma
@@ -131,7 +147,9 @@ class JsonSource:
         path: The file (``.json``, optionally ``.gz``).
         encoding: Text encoding (default UTF-8).
         max_line_bytes: Largest element accepted (default 16 MiB).
-        use_orjson: Parse with orjson (``None``: when installed).
+        use_orjson: Accepted for symmetry with :class:`JsonlSource`; array
+            elements are parsed by the standard library's C decoder, which
+            can parse in place inside the read buffer.
 
     Raises:
         SourceError: If the file is missing, a directory or unreadable.
@@ -170,21 +188,44 @@ class JsonSource:
         Yields:
             Pairs of index and parsed element (or ``datapunk.Malformed``).
         """
-        with open_binary(self.path) as raw:
-            f: Any = raw
-            if self.encoding.lower().replace("_", "-") not in {"utf-8", "utf8"}:
-                f = _Recoder(raw, self.encoding)
-            sc = _Scanner(f, self.max_line_bytes)
+        with open_binary(self.path) as f:
+            sc = _Scanner(f, self.encoding, self.max_line_bytes)
             sc.fill()
-            if sc.buf.startswith(codecs.BOM_UTF8):
-                sc.buf = sc.buf[3:]
+            sc.buf = sc.buf.removeprefix("\ufeff")
             pos = sc.skip_ws(0)
             if pos >= len(sc.buf):
                 return
-            if sc.buf[pos : pos + 1] != b"[":
+            if sc.buf[pos] != "[":
                 yield from self._single(sc, pos)
                 return
             yield from self._elements(sc, pos + 1)
+
+    def _parse(self, sc: _Scanner, text: str, what: str) -> Any:
+        """Parse one element's text, or say precisely why it is not valid."""
+        if sc.dirty and _SURROGATE.search(text):
+            raw = text.encode("utf-8", "surrogateescape")
+            try:
+                raw.decode(self.encoding)
+            except UnicodeDecodeError as exc:
+                problem = describe_bad_utf8(raw, exc, self.encoding)
+            else:  # pragma: no cover - a surrogate always comes from a bad byte
+                problem = "not valid text"
+            return Malformed(
+                _printable(text)[:_RAW_LIMIT], f"{what} is {problem}", "UnicodeDecodeError"
+            )
+        try:
+            return json.loads(text)
+        except json.JSONDecodeError as exc:
+            return Malformed(
+                text.strip()[:_RAW_LIMIT],
+                f"{what} is not valid JSON: {exc.msg} at column {exc.colno}; "
+                "fix or remove the element and run again",
+                "JSONDecodeError",
+            )
+        except (ValueError, RecursionError) as exc:
+            return Malformed(
+                text[:_RAW_LIMIT], f"{what} cannot be parsed: {exc}", type(exc).__name__
+            )
 
     def _single(self, sc: _Scanner, pos: int) -> Iterator[tuple[int, Any]]:
         while sc.fill():
@@ -192,70 +233,106 @@ class JsonSource:
                 yield (
                     0,
                     Malformed(
-                        sc.buf[:200].decode("utf-8", "replace") + "…",
+                        _printable(sc.buf[:200]) + "…",
                         f"the JSON document is larger than max_line_bytes={self.max_line_bytes}; "
                         "make it an array (it is then streamed) or raise max_line_bytes",
                         "LineTooLong",
                     ),
                 )
                 return
-        yield 0, parse_or_malformed(sc.buf[pos:], self._loads, "utf-8", "the document")
+        yield 0, self._parse(sc, sc.buf[pos:], "the document")
+
+    def _fast(self, sc: _Scanner, start: int) -> tuple[Any, int] | None:
+        """
+        Parse the element at *start* with the C decoder, if it is well formed.
+
+        Returns:
+            ``(value, next)`` where *next* is past the following ``,`` (or
+            ``-1`` after the closing ``]``), or ``None`` to take the slow path.
+        """
+        try:
+            value, end = _raw_decode(sc.buf, start)
+        except (ValueError, RecursionError):
+            return None
+        if sc.dirty and _SURROGATE.search(sc.buf, start, end):
+            return None
+        after = sc.skip_ws(end)
+        if after >= len(sc.buf):
+            return None
+        ch = sc.buf[after]
+        if ch == ",":
+            return value, after + 1
+        if ch == "]":
+            return value, -after - 2  # -1 - (position after "]")
+        return None  # a number cut by the buffer's end, or garbage: let the scanner decide
 
     def _elements(self, sc: _Scanner, pos: int) -> Iterator[tuple[int, Any]]:
         index = 0
-        loads = self._loads
         pos = sc.skip_ws(pos)
-        if sc.buf[pos : pos + 1] == b"]":
+        if sc.buf[pos : pos + 1] == "]":
             yield from self._trailing(sc, pos + 1, index)
             return
         while True:
             start = sc.skip_ws(pos)
-            end, nxt, oversize, problem = sc.element(start)
-            raw = sc.buf[start:end]
-            what = f"element {index}"
-            if oversize:
-                yield (
-                    index,
-                    Malformed(
-                        raw[:200].decode("utf-8", "replace") + "…",
-                        f"{what} is larger than max_line_bytes={self.max_line_bytes}; "
-                        "split the record or raise max_line_bytes",
-                        "LineTooLong",
-                    ),
-                )
-            elif problem is not None:
-                text = raw.decode("utf-8", "replace").strip()
-                yield (
-                    index,
-                    Malformed(
-                        text[:10_000], f"{what} is not valid JSON: {problem}", "JSONDecodeError"
-                    ),
-                )
-            elif not raw.strip():
-                yield (
-                    index,
-                    Malformed(
-                        "",
-                        f"{what} is empty (two commas in a row, or a trailing comma)",
-                        "JSONDecodeError",
-                    ),
-                )
+            fast = self._fast(sc, start)
+            if fast is not None:
+                value, nxt = fast
+                yield index, value
+                index += 1
+                if nxt < 0:
+                    yield from self._trailing(sc, -nxt - 1, index)
+                    return
             else:
-                yield index, parse_or_malformed(raw, loads, "utf-8", what)
-            index += 1
-            if problem is not None and problem.startswith("the file ends"):
-                return
-            if nxt == -1:
-                yield from self._trailing(sc, end + 1, index)
-                return
-            # Drop what was consumed so the buffer stays one element long.
-            sc.buf = sc.buf[nxt:]
-            pos = 0
+                end, nxt, oversize, problem = sc.element(start)
+                text = sc.buf[start:end]
+                what = f"element {index}"
+                if oversize:
+                    yield (
+                        index,
+                        Malformed(
+                            _printable(text[:200]) + "…",
+                            f"{what} is larger than max_line_bytes={self.max_line_bytes}; "
+                            "split the record or raise max_line_bytes",
+                            "LineTooLong",
+                        ),
+                    )
+                elif problem is not None:
+                    yield (
+                        index,
+                        Malformed(
+                            _printable(text).strip()[:_RAW_LIMIT],
+                            f"{what} is not valid JSON: {problem}",
+                            "JSONDecodeError",
+                        ),
+                    )
+                elif not text.strip():
+                    yield (
+                        index,
+                        Malformed(
+                            "",
+                            f"{what} is empty (two commas in a row, or a trailing comma)",
+                            "JSONDecodeError",
+                        ),
+                    )
+                else:
+                    yield index, self._parse(sc, text, what)
+                index += 1
+                if problem is not None and problem.startswith("the file ends"):
+                    return
+                if nxt == -1:
+                    yield from self._trailing(sc, end + 1, index)
+                    return
+            # Drop what was consumed once it is a block's worth, so memory
+            # holds about one block plus one element (and copying stays linear).
+            if nxt > _BLOCK:
+                sc.buf = sc.buf[nxt:]
+                nxt = 0
+            pos = nxt
 
     def _trailing(self, sc: _Scanner, pos: int, index: int) -> Iterator[tuple[int, Any]]:
         pos = sc.skip_ws(pos)
         if pos < len(sc.buf):
-            rest = sc.buf[pos : pos + 200].decode("utf-8", "replace")
+            rest = _printable(sc.buf[pos : pos + 200])
             yield (
                 index,
                 Malformed(
@@ -268,18 +345,6 @@ class JsonSource:
 
     def __repr__(self) -> str:
         return f"JsonSource({self.name!r})"
-
-
-class _Recoder:
-    """Re-encodes a non-UTF-8 byte stream as UTF-8, incrementally."""
-
-    def __init__(self, raw: Any, encoding: str) -> None:
-        self.raw = raw
-        self.decoder = codecs.getincrementaldecoder(encoding)("replace")
-
-    def read(self, n: int) -> bytes:
-        block = self.raw.read(n)
-        return self.decoder.decode(block, final=not block).encode("utf-8")
 
 
 @final
