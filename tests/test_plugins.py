@@ -25,16 +25,20 @@ def plugin_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     src = work / "src"
     shutil.copytree(PLUGIN_SRC, src)
     target = work / "site"
-    pip = subprocess.run(
-        [sys.executable, "-m", "pip", "--version"], capture_output=True, check=False
-    )
+
+    def has_pip() -> bool:
+        probe = [sys.executable, "-m", "pip", "--version"]
+        return subprocess.run(probe, capture_output=True, check=False).returncode == 0
+
     uv = shutil.which("uv")
-    if pip.returncode == 0:
+    if not has_pip() and uv is None:  # nox's uv-made environments have no pip
+        subprocess.run([sys.executable, "-m", "ensurepip", "-q"], capture_output=True, check=False)
+    if has_pip():
         cmd = [sys.executable, "-m", "pip", "install", "-q"]
-    elif uv is not None:  # nox's uv-made environments have no pip
+    elif uv is not None:
         cmd = [uv, "pip", "install", "-q", "--python", sys.executable]
     else:
-        pytest.fail("installing the test plugin needs pip or uv in this environment")
+        pytest.fail("installing the test plugin needs pip, uv or ensurepip in this environment")
     proc = subprocess.run(
         [*cmd, "--no-deps", "--target", str(target), str(src)],
         capture_output=True,
@@ -209,6 +213,7 @@ class TestRegistry:
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 class TestInstalledPlugin:
     def test_lists_name_kind_version_distribution(self, installed: Registry) -> None:
         """The installed distribution's plugins are listed with kind, version and distribution."""
