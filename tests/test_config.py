@@ -34,6 +34,12 @@ def make_tagger(tag, api_key=None):
 @datapunk.stage(kind="filter")
 def positive(r):
     return r["value"] > 0
+
+@datapunk.stage(on_error="skip", timeout=5.0)
+def careful(r):
+    return r
+
+whole = datapunk.Pipeline(careful, name="whole")
 """
 
 
@@ -116,6 +122,41 @@ class TestLoad:
         pipe, _ = load(p)
         (stage,) = pipe.stages()
         assert (stage.kind, stage.size) == ("batch", 10)
+
+
+class TestStagesFromCode:
+    def test_spec_settings_keep_the_stage_own(self, spec_dir: Path) -> None:
+        """Settings in the spec are added to a stage's own; what the spec omits is kept."""
+        p = write(spec_dir, '[[stages]]\nfunction = "cfgmods:careful"\nretry = 2\nname = "c2"\n')
+        pipe, _ = load(p)
+        (stage,) = pipe.stages()
+        assert (stage.name, stage.on_error, stage.timeout, stage.retry.attempts) == (
+            "c2",
+            "skip",
+            5.0,
+            2,
+        )
+        import cfgmods  # type: ignore[import-not-found]
+
+        assert cfgmods.careful.retry is None  # the original is untouched
+
+    def test_kind_of_a_coded_stage_cannot_change(self, spec_dir: Path) -> None:
+        """A spec cannot turn a filter written in code into a map."""
+        p = write(spec_dir, '[[stages]]\nfunction = "cfgmods:positive"\nkind = "map"\n')
+        with pytest.raises(datapunk.ConfigurationError, match="are set in its code"):
+            load(p)
+
+    def test_policies_on_a_pipeline_are_refused(self, spec_dir: Path) -> None:
+        """retry= on a whole pipeline is refused with advice."""
+        p = write(spec_dir, '[[stages]]\nfunction = "cfgmods:whole"\nretry = 2\n')
+        with pytest.raises(datapunk.ConfigurationError, match="is a pipeline"):
+            load(p)
+
+    def test_a_pipeline_nests(self, spec_dir: Path) -> None:
+        """A pipeline named by import path nests as it is."""
+        p = write(spec_dir, '[[stages]]\nfunction = "cfgmods:whole"\n')
+        pipe, _ = load(p)
+        assert [s.name for s in pipe.stages()] == ["careful"]
 
 
 class TestErrors:

@@ -483,6 +483,40 @@ def _stage_policies(spec: StageSpec) -> dict[str, Any]:
     return out
 
 
+def _adjust_stage(
+    stage: Any, spec: StageSpec, settings: dict[str, Any], policies: dict[str, Any]
+) -> Any:
+    """Apply a spec's settings to a stage built in code, keeping what it does not set."""
+    import copy
+
+    import datapunk
+
+    if (spec.kind and spec.kind != stage.kind) or (spec.size and spec.size != stage.size):
+        raise ConfigurationError(
+            f"the kind and size of stage {stage.name!r} are set in its code; "
+            "remove 'kind' and 'size' from the configuration",
+            details={"stage": stage.name},
+        )
+    if not (settings or policies):
+        return stage
+    if isinstance(stage, datapunk.Pipeline):
+        raise ConfigurationError(
+            f"{stage.name!r} is a pipeline: set name, on_error, retry, timeout, breaker "
+            "and optional on its stages, not on the whole pipeline",
+            details={"stage": stage.name},
+        )
+    new = copy.copy(stage)
+    new.name = settings.get("name", stage.name)
+    new.on_error = settings.get("on_error", stage.on_error)
+    new._set_policies(
+        policies.get("retry", stage.retry),
+        policies.get("timeout", stage.timeout),
+        policies.get("breaker", stage.breaker),
+        policies.get("optional", stage.optional),
+    )
+    return new
+
+
 def _build_stage(spec: StageSpec, where: str) -> Any:
     import datapunk
     from datapunk.plugins import registry
@@ -515,21 +549,13 @@ def _build_stage(spec: StageSpec, where: str) -> Any:
         if spec.options is not None:
             obj = obj(**_secrets(spec.options))
         policies = _stage_policies(spec)
-        if isinstance(obj, datapunk.Stage) and not (spec.kind or spec.size or policies or settings):
-            return obj
-        kind: Any
         if isinstance(obj, datapunk.Stage):
-            base = obj.options()
-            kind = spec.kind or obj.kind
-            fn = obj.fn
+            return _adjust_stage(obj, spec, settings, policies)
+        kind: Any = spec.kind or getattr(obj, "kind", "map")
+        fn = obj
+        size = spec.size if spec.size is not None else getattr(obj, "size", None)
+        if isinstance(getattr(obj, "name", None), str):
             settings.setdefault("name", obj.name)
-            size = spec.size or base.get("size")
-        else:
-            kind = spec.kind or getattr(obj, "kind", "map")
-            fn = obj
-            size = spec.size if spec.size is not None else getattr(obj, "size", None)
-            if isinstance(getattr(obj, "name", None), str):
-                settings.setdefault("name", obj.name)
         return datapunk.Stage(
             fn, kind=kind, size=size if kind == "batch" else None, **settings, **policies
         )
