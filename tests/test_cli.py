@@ -212,6 +212,22 @@ class TestMalformedInput:
         assert all(isinstance(d["position"], int) and d["message"] for d in rejects)
         assert [r["record_id"] for r in read_jsonl(out)][:2] == ["r001", "r002"]
 
+    @pytest.mark.parametrize("runner", ["threads", "processes", "async"])
+    def test_bundled_example_on_every_runner(self, tmp_path: Path, runner: str) -> None:
+        """--runner gives the same output and dead letters as the default serial runner."""
+        outs = []
+        for name in ("serial", runner):
+            out, dead = tmp_path / f"{name}.jsonl", tmp_path / f"{name}.dead.jsonl"
+            proc = dp(
+                *("process", "examples/flights.csv", "-c", "examples/pipeline.toml"),
+                *("-o", str(out), "--dead-letter", str(dead), "--runner", name),
+                cwd=ROOT,
+            )
+            assert proc.returncode == 0, proc.stderr
+            rejects = sorted((d["position"], d["error_type"]) for d in read_jsonl(dead))
+            outs.append((out.read_text(), rejects))
+        assert outs[0] == outs[1]
+
     def test_bundled_jsonl_example(self, tmp_path: Path) -> None:
         """The bundled JSON Lines file: broken line, bad UTF-8, BOM, invalid records."""
         out, dead = tmp_path / "out.jsonl", tmp_path / "rejects.jsonl"
