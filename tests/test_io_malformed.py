@@ -301,3 +301,35 @@ class TestSinkErrors:
             sink.write([{"b": 2}])
         sink.abort()
         assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.security
+class TestHostileInput:
+    def test_deeply_nested_jsonl_line(self, tmp_path: Path) -> None:
+        """A line nested 100,000 deep fails alone instead of crashing the reader."""
+        p = tmp_path / "a.jsonl"
+        p.write_text("[" * 100_000 + "]" * 100_000 + '\n{"ok": 1}\n')
+        _, out, dead = run(p)
+        assert out == [{"ok": 1}]
+        assert [(d.position, d.error_type) for d in dead] == [(1, "RecursionError")]
+
+    def test_deeply_nested_array_element(self, tmp_path: Path) -> None:
+        """The same inside a JSON array: one failed element, the next one read."""
+        p = tmp_path / "a.json"
+        p.write_text("[" + "[" * 100_000 + "]" * 100_000 + ', {"ok": 1}]')
+        _, out, dead = run(p)
+        assert out == [{"ok": 1}]
+        assert [(d.position, d.error_type) for d in dead] == [(0, "RecursionError")]
+
+    def test_one_huge_line_is_not_held_in_memory(self, tmp_path: Path) -> None:
+        """A 50 MB line with max_line_bytes=1 MiB is skipped in pieces (never read whole)."""
+        p = tmp_path / "a.jsonl"
+        with p.open("wb") as f:
+            f.write(b'{"a": "')
+            for _ in range(50):
+                f.write(b"x" * (1 << 20))
+            f.write(b'"}\n{"b": 2}\n')
+        _, out, dead = run(p, max_line_bytes=1 << 20)
+        assert out == [{"b": 2}]
+        assert [(d.position, d.error_type) for d in dead] == [(1, "LineTooLong")]
+        assert len(dead[0].record) < 300
