@@ -145,6 +145,17 @@ class TestProtocols:
         ):
             check_plugin("half", Half())
 
+    def test_stage_class_needs_call(self) -> None:
+        """A stage plugin given as a class must define __call__ (being a class is not enough)."""
+
+        class NoCall:
+            datapunk_kind = "stage"
+            kind = "map"
+
+        assert check_plugin("shout", Shout) == "stage"
+        with pytest.raises(datapunk.ConfigurationError, match="missing __call__"):
+            check_plugin("nocall", NoCall)
+
     def test_declared_kind_is_checked(self) -> None:
         """datapunk_kind declares the kind; its protocol is enforced."""
 

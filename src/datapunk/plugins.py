@@ -373,7 +373,9 @@ def _has(obj: Any, member: str) -> bool:
     if member in {"name", "kind"} and isinstance(obj, type):
         # A class may set name/kind in __init__; only instances can tell.
         return True
-    if member == "__call__" and not isinstance(obj, type):
+    if member == "__call__":
+        if isinstance(obj, type):  # every class is callable: look for the method itself
+            return any("__call__" in vars(k) for k in obj.__mro__ if k is not object)
         return callable(obj)
     return hasattr(obj, member)
 
