@@ -258,3 +258,15 @@ class TestParquet:
         want = outcome(str(path))
         got = outcome(str(path), runner=Dask(dask_client, partitions=4))
         assert want[:3] == got[:3]
+
+
+def test_arun(dask_client):
+    """await pipeline.arun(...) works with the Dask runner."""
+    import asyncio
+
+    async def main() -> list[int]:
+        out: list[int] = []
+        await datapunk.Pipeline(fail_on_sevens).arun(range(1, 7), out, runner=Dask(dask_client))
+        return out
+
+    assert asyncio.run(main()) == [1, 2, 3, 4, 5, 6]

@@ -477,3 +477,16 @@ class TestCheckpoints:
         )
         assert out.read_bytes() == want.read_bytes()
         assert report.records_in == 500
+
+
+class TestArun:
+    @pytest.mark.parametrize("runner", [Threads(2), Processes(1)], ids=["threads", "processes"])
+    def test_arun_runs_in_a_helper_thread(self, runner):
+        """await pipeline.arun(...) works with the thread and process runners."""
+
+        async def main() -> list[int]:
+            out: list[int] = []
+            await datapunk.Pipeline(double).arun(range(5), out, runner=runner)
+            return out
+
+        assert asyncio.run(main()) == [0, 2, 4, 6, 8]

@@ -469,6 +469,23 @@ class Dask:
             message=message,
         )
 
+    async def arun(self, job: Job) -> RunReport:
+        """
+        Run *job* from async code without blocking the event loop.
+
+        The run happens in a helper thread (``asyncio.to_thread``); hooks and
+        sinks are called from that thread.
+
+        Args:
+            job: The run to execute.
+
+        Returns:
+            The run's report.
+        """
+        import asyncio
+
+        return await asyncio.to_thread(self.run, job)
+
     def __repr__(self) -> str:
         extra = f", partitions={self.partitions}" if self.partitions else ""
         return f"Dask(client={self.client!r}{extra})"

@@ -420,6 +420,23 @@ class Processes:
         job.log.warning("worker.died", pid=w.pid, stage=stage, records=len(chunk[1]))
         return "ok", result
 
+    async def arun(self, job: Job) -> RunReport:
+        """
+        Run *job* from async code without blocking the event loop.
+
+        The run happens in a helper thread (``asyncio.to_thread``); hooks and
+        sinks are called from that thread.
+
+        Args:
+            job: The run to execute.
+
+        Returns:
+            The run's report.
+        """
+        import asyncio
+
+        return await asyncio.to_thread(self.run, job)
+
     def __repr__(self) -> str:
         extra = f", chunk_size={self.chunk_size}" if self.chunk_size else ""
         order = ", ordered=False" if not self.ordered else ""

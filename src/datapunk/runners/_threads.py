@@ -105,6 +105,23 @@ class Threads:
                 pool.shutdown(wait=True, cancel_futures=True)
                 loops.close()
 
+    async def arun(self, job: Job) -> RunReport:
+        """
+        Run *job* from async code without blocking the event loop.
+
+        The run happens in a helper thread (``asyncio.to_thread``); hooks and
+        sinks are called from that thread.
+
+        Args:
+            job: The run to execute.
+
+        Returns:
+            The run's report.
+        """
+        import asyncio
+
+        return await asyncio.to_thread(self.run, job)
+
     def __repr__(self) -> str:
         return (
             f"Threads(workers={self.workers}, max_in_flight={self.max_in_flight}"
