@@ -490,3 +490,33 @@ class TestArun:
             return out
 
         assert asyncio.run(main()) == [0, 2, 4, 6, 8]
+
+
+def parse_a(record: dict[str, Any]) -> int:
+    return int(record["a"]) * 2
+
+
+@pytest.mark.integration
+class TestEdges:
+    @pytest.mark.parametrize(
+        "runner", [Threads(2), Async(5), Processes(1)], ids=["threads", "async", "processes"]
+    )
+    def test_empty_source(self, runner):
+        """An empty source gives an empty, successful run."""
+        out: list[Any] = []
+        report = datapunk.Pipeline(double).run([], out, runner=runner)
+        assert (out, report.records_in, report.ok) == ([], 0, True)
+
+    @pytest.mark.parametrize(
+        "runner", [Threads(2), Async(5), Processes(2)], ids=["threads", "async", "processes"]
+    )
+    def test_malformed_lines_fail_at_their_positions(self, runner, tmp_path):
+        """Malformed input lines become dead letters at the same line numbers as in Serial."""
+        path = tmp_path / "in.jsonl"
+        lines = [f'{{"a": {i}}}' if i % 9 else "{broken" for i in range(200)]
+        path.write_text("\n".join(lines) + "\n")
+        pipe = datapunk.Pipeline(parse_a)
+        want = serial(pipe, str(path), chunk_size=16)
+        got = serial(pipe, str(path), chunk_size=16, runner=runner)
+        assert want[:2] == got[:2]
+        assert {stage for _, stage in got[1]} == {"<source>"}
