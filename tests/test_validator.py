@@ -287,6 +287,23 @@ class TestWarn:
         assert -1 == v(-1)
 
 
+class TestWarnCombined:
+    def test_a_warn_only_validator_cannot_be_combined_issue3(self):
+        """Combining a warn-only validator with & is refused instead of silently failing records."""
+        strict = datapunk.check(lambda r: r > 0, "must be positive")
+        lenient = datapunk.check(lambda r: r < 100, "looks too large", warn=True)
+        with pytest.raises(datapunk.ConfigurationError, match="cannot be combined with &"):
+            strict & lenient
+
+    def test_as_separate_stages_the_warning_passes_the_record(self):
+        """Chained instead, the warn-only rule warns and the record passes."""
+        strict = datapunk.check(lambda r: r > 0, "must be positive")
+        lenient = datapunk.check(lambda r: r < 100, "looks too large", warn=True)
+        out: list[int] = []
+        report = (strict | lenient).run([5, 500, -1], out)
+        assert ([5, 500], 1, 1) == (out, report.warnings, report.failed)
+
+
 class SecretModel(pydantic.BaseModel):
     user: str
     password: SecretStr

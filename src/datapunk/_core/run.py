@@ -225,7 +225,8 @@ class Job:
     def _stop(self, why: str) -> None:
         report = self.report(ok=False, stop_reason=why)
         raise ErrorBudgetExceeded(
-            f"run {self.run_id} stopped: {why}. Outputs were not committed; the partial "
+            f"run {self.run_id} stopped: {why}. File outputs were not committed (list and "
+            "callable sinks keep what earlier chunks delivered); the partial "
             "report is on the exception's .report. Fix the failing records (see "
             "report.errors) or raise max_errors",
             report=report,

@@ -98,6 +98,12 @@ class _All(Validator[Any, Any]):
                 raise ConfigurationError(
                     f"& combines validators; got {type(part).__name__} {part!r:.60}"
                 )
+            if part.warn:
+                raise ConfigurationError(
+                    f"the warn-only validator {part.name!r} cannot be combined with &: its "
+                    "failures would fail the record. Add it as a stage of its own instead: "
+                    "strict_validator | warn_validator"
+                )
             flat.extend(part.parts if isinstance(part, _All) else (part,))
         self.parts = tuple(flat)
         super().__init__(
