@@ -33,10 +33,10 @@ from datapunk._core.types import DeadLetter, jsonable, safe_str
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+    import datapunk
     from datapunk._core.adapters import ChunkReader, RawChunk, SinkAdapter
     from datapunk._core.engine import ChunkResult, Op
     from datapunk._core.run import Job
-    from datapunk._core.stage import Stage
 
 __all__ = ["Checkpointer", "fingerprint", "run_key"]
 
@@ -97,7 +97,7 @@ def fingerprint(ops: list[Op]) -> str:
     return h.hexdigest()[:16]
 
 
-def run_key(pipeline: Stage[Any, Any], reader: ChunkReader) -> str:
+def run_key(pipeline: datapunk.Stage[Any, Any], reader: ChunkReader) -> str:
     """
     Return the key naming one logical run: pipeline name and source identity.
 
@@ -193,7 +193,7 @@ class Checkpointer:
     def create(
         cls,
         checkpoint: Any,
-        pipeline: Stage[Any, Any],
+        pipeline: datapunk.Stage[Any, Any],
         ops: list[Op],
         reader: ChunkReader,
         sink: SinkAdapter,

@@ -15,8 +15,8 @@ from datapunk._core.types import DeadLetter, Malformed, safe_str
 if TYPE_CHECKING:
     from collections.abc import Iterable, Iterator
 
+    import datapunk
     from datapunk._core.report import RunReport
-    from datapunk._core.stage import Stage
 
 __all__ = ["DeadLetterSource", "ReplayReport", "read_dead_letters", "replay"]
 
@@ -179,7 +179,7 @@ class ReplayReport:
 
 def replay(
     dead_letters: Iterable[DeadLetter] | str | os.PathLike[str],
-    pipeline: Stage[Any, Any],
+    pipeline: datapunk.Stage[Any, Any],
     sink: Any = None,
     *,
     dead_letter: Any = None,
