@@ -563,3 +563,111 @@ class TestFingerprint:
 
         assert run_key(PIPE, as_source(src, 10)) == f"ck <- {src.resolve()}"
         assert run_key(PIPE, as_source([1, 2], 10)) == "ck <- <list of 2>"
+
+
+# ---------------------------------------------------------------- command line
+CLI_STAGES = """
+import os
+
+def double(r):
+    stop = os.environ.get("STOP_AT")
+    if stop is not None and r["i"] == int(stop):
+        raise KeyboardInterrupt
+    if r["i"] % 7 == 0:
+        raise ValueError(f"{r['i']} is a multiple of 7")
+    return {"i": r["i"], "twice": r["i"] * 2}
+
+def triple(r):
+    return {"i": r["i"], "twice": r["i"] * 3}
+"""
+
+
+def _dp(*args, cwd, env=None):
+    import os
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "datapunk", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+
+
+@pytest.mark.e2e
+class TestCommandLine:
+    @pytest.fixture
+    def work(self, tmp_path, src):
+        (tmp_path / "stages.py").write_text(CLI_STAGES)
+        (tmp_path / "p.toml").write_text(
+            'name = "cli"\n[run]\nchunk_size = 100\n[[stages]]\nfunction = "stages:double"\n'
+        )
+        (tmp_path / "changed.toml").write_text(
+            'name = "cli"\n[run]\nchunk_size = 100\n[[stages]]\nfunction = "stages:triple"\n'
+        )
+        return tmp_path
+
+    def test_checkpoint_and_resume(self, work):
+        """--checkpoint records progress; --resume continues the interrupted run exactly."""
+        ref = _dp("process", "in.jsonl", "-c", "p.toml", "-o", "ref.jsonl", cwd=work)
+        assert ref.returncode == 0, ref.stderr
+        args = ["process", "in.jsonl", "-c", "p.toml", "-o", "out.jsonl", "--checkpoint", "r.db"]
+        stopped = _dp(*args, cwd=work, env={"STOP_AT": "1234"})
+        assert stopped.returncode == 130, stopped.stderr
+        assert stopped.stderr.endswith(
+            "datapunk: error: interrupted; progress is saved in the checkpoint: run the same "
+            "command with --resume to continue\n"
+        )
+        assert not (work / "out.jsonl").exists()
+        progress = _state(work / "r.db")
+        assert progress["phase"] == "running"
+        resumed = _dp(*args, "--resume", cwd=work)
+        assert resumed.returncode == 0, resumed.stderr
+        assert (work / "out.jsonl").read_bytes() == (work / "ref.jsonl").read_bytes()
+        state = _state(work / "r.db")
+        assert (state["phase"], len(state["run_ids"]), state["records_in"]) == ("finished", 2, N)
+
+    def test_without_resume_a_run_starts_afresh(self, work):
+        """--checkpoint without --resume discards an interrupted run's progress."""
+        args = ["process", "in.jsonl", "-c", "p.toml", "-o", "out.jsonl", "--checkpoint", "r.db"]
+        assert _dp(*args, cwd=work, env={"STOP_AT": "2000"}).returncode == 130
+        again = _dp(*args, cwd=work)
+        assert again.returncode == 0, again.stderr
+        assert len(_state(work / "r.db")["run_ids"]) == 1
+
+    def test_resume_defaults_to_a_checkpoint_next_to_the_output(self, work):
+        """--resume alone keeps its checkpoint in OUTPUT.checkpoint.db."""
+        proc = _dp("process", "in.jsonl", "-c", "p.toml", "-o", "out.jsonl", "--resume", cwd=work)
+        assert proc.returncode == 0, proc.stderr
+        assert _state(work / "out.jsonl.checkpoint.db")["phase"] == "finished"
+
+    def test_resume_with_a_changed_pipeline_is_a_usage_error(self, work):
+        """A changed pipeline cannot resume: exit code 2 and the reason."""
+        args = ["in.jsonl", "-o", "out.jsonl", "--checkpoint", "r.db"]
+        assert _dp("process", *args, "-c", "p.toml", cwd=work, env={"STOP_AT": "300"}).returncode
+        proc = _dp("process", *args, "-c", "changed.toml", "--resume", cwd=work)
+        assert proc.returncode == 2
+        assert "the pipeline changed since it was saved" in proc.stderr
+        assert "run without --resume" in proc.stderr
+
+    def test_corrupt_checkpoint_is_a_usage_error(self, work):
+        """A corrupt checkpoint file: exit code 2, nothing written."""
+        (work / "r.db").write_text("garbage" * 100)
+        proc = _dp(
+            "process",
+            "in.jsonl",
+            "-c",
+            "p.toml",
+            "-o",
+            "out.jsonl",
+            "--checkpoint",
+            "r.db",
+            "--resume",
+            cwd=work,
+        )
+        assert proc.returncode == 2
+        assert "is not a datapunk checkpoint database or is corrupt" in proc.stderr
+        assert not (work / "out.jsonl").exists()

@@ -157,3 +157,48 @@ def test_nothing_is_lost_between_a_run_and_its_replay(amounts):
     ids = [r["id"] for r in out] + [r["id"] for r in recovered] + [d.record["id"] for d in again]
     assert sorted(ids) == list(range(len(amounts)))
     assert result.total == first.failed == result.recovered + result.failed_again
+
+
+@pytest.mark.e2e
+def test_replay_command(tmp_path):
+    """`datapunk replay DEAD_LETTERS -c CONFIG -o OUTPUT` recovers what the fix handles."""
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "stages.py").write_text(
+        "def strict(r):\n    return {'id': r['id'], 'amount': int(r['amount'])}\n\n"
+        "def lenient(r):\n    return {'id': r['id'], 'amount': int(float(r['amount']))}\n"
+    )
+    (tmp_path / "strict.toml").write_text('[[stages]]\nfunction = "stages:strict"\n')
+    (tmp_path / "fixed.toml").write_text('[[stages]]\nfunction = "stages:lenient"\n')
+    (tmp_path / "in.jsonl").write_text("".join(json.dumps(r) + "\n" for r in RECORDS))
+
+    def dp(*args):
+        return subprocess.run(
+            [sys.executable, "-m", "datapunk", *args],
+            capture_output=True,
+            text=True,
+            cwd=tmp_path,
+            env={**os.environ},
+            check=False,
+        )
+
+    first = dp(
+        "process", "in.jsonl", "-c", "strict.toml", "-o", "out.jsonl", "--dead-letter", "dead.jsonl"
+    )
+    assert first.returncode == 0, first.stderr
+    proc = dp("replay", "dead.jsonl", "-c", "fixed.toml", "-o", "recovered.jsonl")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.startswith("replayed 3 dead letters: 2 recovered, 1 failed again\n")
+    assert "1 record(s) failed again: see dead.still-failing.jsonl" in proc.stderr
+    recovered = [json.loads(x) for x in (tmp_path / "recovered.jsonl").read_text().splitlines()]
+    assert recovered == [{"id": 2, "amount": 2}, {"id": 4, "amount": 7}]
+    (still,) = read_dead_letters(tmp_path / "dead.still-failing.jsonl")
+    assert (still.record, still.position) == ({"id": 3, "amount": "x"}, 3)
+
+    missing = dp("replay", "nope.jsonl", "-c", "fixed.toml", "-o", "r.jsonl")
+    assert missing.returncode == 2
+    assert "does not exist" in missing.stderr
+    usage = dp("replay", "dead.jsonl", "-o", "r.jsonl")
+    assert usage.returncode == 2

@@ -157,8 +157,47 @@ def _add_process(sub: Any) -> None:
     p.add_argument("--chunk-size", metavar="N", type=int, help="records processed together")
     p.add_argument("--progress", action="store_true", default=None, help="show a progress bar")
     p.add_argument("--report-json", metavar="PATH", help="write the report as JSON to PATH")
+    p.add_argument(
+        "--checkpoint",
+        metavar="PATH",
+        help="record progress in this SQLite file, so a killed run can be resumed",
+    )
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the interrupted run recorded in the checkpoint "
+        "(default checkpoint: OUTPUT.checkpoint.db); without it a run starts afresh",
+    )
     _common(p, top=False)
     p.set_defaults(handler=_cmd_process)
+
+
+def _add_replay(sub: Any) -> None:
+    p = sub.add_parser(
+        "replay",
+        help="push the records of a dead-letter file through a (fixed) pipeline",
+        description=(
+            "Read the dead letters of DEAD_LETTER_FILE, run their original records "
+            "through the pipeline of CONFIG, write the recovered records to OUTPUT and "
+            "the records that fail again to --dead-letter, and say how many were recovered."
+        ),
+        epilog="example:\n"
+        "  datapunk replay rejects.jsonl -c fixed.toml -o recovered.jsonl \\\n"
+        "      --dead-letter still-failing.jsonl\n",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("dead_letters", metavar="DEAD_LETTER_FILE", help="a dead-letter .jsonl file")
+    p.add_argument("-c", "--config", metavar="CONFIG", required=True, help="pipeline file")
+    p.add_argument("-o", "--output", metavar="OUTPUT", required=True, help="recovered records")
+    p.add_argument(
+        "--dead-letter",
+        metavar="PATH",
+        help="records that fail again (default: DEAD_LETTER_FILE's name + .still-failing.jsonl)",
+    )
+    p.add_argument("--runner", metavar="NAME", help="serial, threads, processes, async ...")
+    p.add_argument("--report-json", metavar="PATH", help="write the report as JSON to PATH")
+    _common(p, top=False)
+    p.set_defaults(handler=_cmd_replay)
 
 
 def _add_check(sub: Any) -> None:
@@ -197,7 +236,13 @@ def _add_version(sub: Any) -> None:
 
 
 #: Subcommand registrars, in the order ``--help`` lists them.
-SUBCOMMANDS: list[Callable[[Any], None]] = [_add_process, _add_check, _add_plugins, _add_version]
+SUBCOMMANDS: list[Callable[[Any], None]] = [
+    _add_process,
+    _add_replay,
+    _add_check,
+    _add_plugins,
+    _add_version,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -323,12 +368,66 @@ def _cmd_process(args: argparse.Namespace, out: TextIO) -> int:
         kwargs["runner"] = resolve_runner(kwargs["runner"])
     except (datapunk.SourceError, datapunk.SinkError) as exc:
         raise _UsageError(exc.message) from exc
+    checkpoint = _checkpoint(args)
+    if checkpoint is not None:
+        kwargs["checkpoint"] = checkpoint
     try:
         report = pipeline.run(source, sink, **kwargs)
     except datapunk.ErrorBudgetExceeded as exc:
         _write_report(args, exc.report, out)
         raise
     _write_report(args, report, out)
+    return EXIT_OK
+
+
+def _checkpoint(args: argparse.Namespace) -> Any:
+    """``--checkpoint PATH`` / ``--resume``: the store, fresh unless resuming."""
+    path = args.checkpoint
+    if path is None and args.resume:
+        if args.output is None:
+            raise _UsageError("--resume needs --checkpoint PATH (or -o OUTPUT to name it)")
+        path = f"{args.output}.checkpoint.db"
+    if path is None:
+        return None
+    from datapunk.state import SQLiteCheckpoint
+
+    return SQLiteCheckpoint(path, fresh=not args.resume)
+
+
+def _cmd_replay(args: argparse.Namespace, out: TextIO) -> int:
+    import datapunk
+    from datapunk._core.run import resolve_runner
+
+    _importable(args.config)
+    pipeline, options = datapunk.Pipeline.from_config(
+        args.config, overrides={"runner": args.runner}
+    )
+    dead = args.dead_letter
+    if dead is None:
+        dead = args.dead_letters.removesuffix(".jsonl") + ".still-failing.jsonl"
+    try:
+        sink = datapunk.io.write(args.output)
+        dead_sink = datapunk.io.write(dead)
+        runner = resolve_runner(options.runner)
+        datapunk.state.DeadLetterSource(args.dead_letters)  # fails now if unreadable
+    except (datapunk.SourceError, datapunk.SinkError) as exc:
+        raise _UsageError(exc.message) from exc
+    result = datapunk.replay(
+        args.dead_letters,
+        pipeline,
+        sink,
+        dead_letter=dead_sink,
+        runner=runner,
+        chunk_size=options.chunk_size,
+    )
+    if args.report_json:
+        from pathlib import Path
+
+        Path(args.report_json).write_text(json.dumps(result.to_dict(), indent=2) + "\n")
+    else:
+        out.write(str(result) + "\n")
+    if result.failed_again:
+        sys.stderr.write(f"datapunk: {result.failed_again} record(s) failed again: see {dead}\n")
     return EXIT_OK
 
 
@@ -400,6 +499,13 @@ def _dispatch(args: argparse.Namespace, debug: bool) -> int:  # noqa: PLR0911 - 
     except datapunk.DatapunkError as exc:
         return _fail(exc.message, EXIT_FAILED, debug)
     except KeyboardInterrupt:
+        if getattr(args, "checkpoint", None) or getattr(args, "resume", False):
+            return _fail(
+                "interrupted; progress is saved in the checkpoint: run the same command "
+                "with --resume to continue",
+                130,
+                debug,
+            )
         return _fail("interrupted; outputs were not committed", 130, debug)
     except Exception as exc:
         return _fail(
