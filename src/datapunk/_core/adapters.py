@@ -29,8 +29,8 @@ class ChunkReader:
         obj, size = self.obj, self.size
         if isinstance(obj, list | tuple):
             for start in range(0, len(obj), size):
-                records = list(obj[start : start + size])
-                yield range(start, start + len(records)), records, []
+                part = list(obj[start : start + size])
+                yield range(start, start + len(part)), part, []
             return
         read: Callable[[], Iterable[Any]] | None = getattr(obj, "read", None)
         if callable(read) and not isinstance(obj, str | bytes):

@@ -13,7 +13,14 @@ from __future__ import annotations
 import datetime as _dt
 import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator, Generator, Iterable, Iterator, Sequence
+from collections.abc import (
+    AsyncGenerator,
+    AsyncIterable,
+    Generator,
+    Iterable,
+    Iterator,
+    Sequence,
+)
 from typing import Any, TypeVar
 
 from datapunk._core.adapters import ChunkReader, RawChunk, SinkAdapter, as_sink, as_source
@@ -331,7 +338,7 @@ class Job:
         """Return a lazy iterator over outputs (``pipeline.stream``)."""
         return Stream(self)
 
-    async def aiter_outputs(self) -> AsyncIterator[Any]:
+    async def aiter_outputs(self) -> AsyncGenerator[Any, None]:
         """Yield outputs asynchronously (``pipeline.astream``)."""
         self._begin("serial")
         try:
