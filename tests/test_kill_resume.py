@@ -91,7 +91,16 @@ def _dead_letters(path: Path) -> list[dict[str, object]]:
     return rows
 
 
-def _unacknowledged_bytes(directory: Path, db: Path) -> int:
+def _wait_until_writing(proc: subprocess.Popen[bytes], db: Path, limit: float = 60) -> None:
+    """Return once the run has written output its checkpoint does not cover yet."""
+    deadline = time.monotonic() + limit
+    while proc.poll() is None and time.monotonic() < deadline:
+        if _unacknowledged_bytes(db) > 0:
+            return
+        time.sleep(0.002)
+
+
+def _unacknowledged_bytes(db: Path) -> int:
     """Bytes written to the partial output after the last checkpoint (0 if none)."""
     import sqlite3
 
@@ -107,9 +116,13 @@ def _unacknowledged_bytes(directory: Path, db: Path) -> int:
     if row is None:
         return 0
     token = json.loads(row[0]).get("tokens", {}).get("sink")
-    if not token or not Path(token["tmp"]).exists():
+    if not token:
         return 0
-    return Path(token["tmp"]).stat().st_size - int(token["offset"])
+    try:
+        size = Path(token["tmp"]).stat().st_size
+    except FileNotFoundError:  # the run finished and renamed it
+        return 0
+    return size - int(token["offset"])
 
 
 def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_output_5(tmp_path):
@@ -143,15 +156,20 @@ def test_sigkill_at_random_moments_then_resume_gives_the_uninterrupted_output_5(
     # and the run itself (reading, processing, writing, committing), short
     # enough that twenty kills happen before the run can finish.
     running = max(0.2, duration - startup)
-    for _ in range(KILLS):
+    for k in range(KILLS):
         proc = _run(args, work, quiet=True)
-        time.sleep(rng.uniform(0.3 * startup, startup + running / 5))
+        if k % 4 == 3:
+            # Every fourth kill strikes while output is being written beyond
+            # the last checkpoint (often in the middle of a line).
+            _wait_until_writing(proc, db)
+        else:
+            time.sleep(rng.uniform(0.3 * startup, startup + running / 5))
         if proc.poll() is not None:  # finished before the kill: nothing to resume
             break
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=60)
         kills += 1
-        unacked_at_kill.append(_unacknowledged_bytes(work, db))
+        unacked_at_kill.append(_unacknowledged_bytes(db))
         assert not (work / "out.jsonl").exists(), "a killed run left a complete-looking output"
     proc = _run(args, work)
     _, err = proc.communicate(timeout=300)
