@@ -326,3 +326,53 @@ class TestRunOptions:
         assert datapunk.config.PipelineSpec.__module__ == "datapunk.config"
         spec = load_spec(EXAMPLES / "pipeline.toml")
         assert spec.name == "flights"
+
+
+FLAKY = """
+calls = {"n": 0}
+
+def flaky(r):
+    calls["n"] += 1
+    if calls["n"] % 2:
+        raise ConnectionError("blip")
+    return r
+"""
+
+
+class TestRetryInSpecs:
+    def test_retry_on_names_exception_types(self, tmp_path: Path) -> None:
+        """retry.on lists exception names; the stage retries them and the run recovers."""
+        (tmp_path / "flakymod.py").write_text(FLAKY)
+        path = write(
+            tmp_path,
+            """
+            name = "flaky"
+            [[stages]]
+            function = "flakymod:flaky"
+            retry = {attempts = 3, backoff = 0.0, on = ["ConnectionError", "builtins:OSError"]}
+            """,
+        )
+        pipeline, _ = datapunk.Pipeline.from_config(path)
+        out: list[int] = []
+        report = pipeline.run([1, 2, 3], out)
+        assert ([1, 2, 3], 3, 0) == (out, report.retried, report.failed)
+
+    @pytest.mark.parametrize(
+        ("retry", "message"),
+        [
+            ('{attempts = 3, on = ["NoSuchError"]}', "stages[0].retry.on[0]: 'NoSuchError' is not"),
+            ('{attempts = 3, on = ["int"]}', "stages[0].retry.on[0]: 'int' is not an exception"),
+            ("{attemps = 3}", "stages[0].retry: Retry.__init__() got an unexpected keyword"),
+        ],
+        ids=["unknown-name", "not-an-exception", "misspelt-option"],
+    )
+    def test_bad_retry_options_name_the_key(self, tmp_path: Path, retry: str, message: str) -> None:
+        """A wrong retry setting is a ConfigurationError naming file, key path and fix."""
+        (tmp_path / "flakymod.py").write_text(FLAKY)
+        path = write(
+            tmp_path, f'name = "x"\n[[stages]]\nfunction = "flakymod:flaky"\nretry = {retry}\n'
+        )
+        with pytest.raises(datapunk.ConfigurationError) as info:
+            datapunk.Pipeline.from_config(path)
+        assert message in str(info.value)
+        assert str(path) in str(info.value)

@@ -466,21 +466,50 @@ def _import(target: str, where: str) -> Any:
     return obj
 
 
-def _stage_policies(spec: StageSpec) -> dict[str, Any]:
+def _exception_type(name: Any, where: str) -> type[BaseException]:
+    """Resolve ``"ConnectionError"`` (a built-in) or ``"pkg.mod:Error"`` to a class."""
+    import builtins
+
+    if isinstance(name, str):
+        found = _import(name, where) if ":" in name else getattr(builtins, name, None)
+        if isinstance(found, type) and issubclass(found, BaseException):
+            return found
+    raise ConfigurationError(
+        f"{where}: {name!r} is not an exception type; write a built-in name such as "
+        "'ConnectionError' or an import path such as 'httpx:TransportError'",
+        details={"key": where},
+    )
+
+
+def _stage_policies(spec: StageSpec, where: str = "stage") -> dict[str, Any]:
     from datapunk._core.policies import CircuitBreaker, Retry
 
     out: dict[str, Any] = {}
     if isinstance(spec.retry, dict):
-        out["retry"] = Retry(**spec.retry)
+        options = dict(spec.retry)
+        if "on" in options:
+            on = options["on"]
+            names = on if isinstance(on, list) else [on]
+            options["on"] = tuple(
+                _exception_type(n, f"{where}.retry.on[{i}]") for i, n in enumerate(names)
+            )
+        out["retry"] = _build(Retry, options, f"{where}.retry")
     elif spec.retry is not None:
         out["retry"] = spec.retry
     if spec.timeout is not None:
         out["timeout"] = spec.timeout
     if spec.breaker is not None:
-        out["breaker"] = CircuitBreaker(**spec.breaker)
+        out["breaker"] = _build(CircuitBreaker, spec.breaker, f"{where}.breaker")
     if spec.optional:
         out["optional"] = True
     return out
+
+
+def _build(cls: Any, options: dict[str, Any], where: str) -> Any:
+    try:
+        return cls(**options)
+    except TypeError as exc:
+        raise ConfigurationError(f"{where}: {exc}", details={"key": where}) from None
 
 
 def _adjust_stage(
@@ -548,7 +577,7 @@ def _build_stage(spec: StageSpec, where: str) -> Any:
                 obj = obj()
         if spec.options is not None:
             obj = obj(**_secrets(spec.options))
-        policies = _stage_policies(spec)
+        policies = _stage_policies(spec, where)
         if isinstance(obj, datapunk.Stage):
             return _adjust_stage(obj, spec, settings, policies)
         kind: Any = spec.kind or getattr(obj, "kind", "map")
