@@ -26,6 +26,7 @@ from datapunk._core.concurrent import failed_chunk
 from datapunk._core.engine import process_chunk
 from datapunk._core.errors import ConfigurationError, StageError
 from datapunk._core.types import Malformed, safe_str
+from datapunk.runners._blocking import BlockingRunner
 from datapunk.runners._common import check_job, positive
 
 if TYPE_CHECKING:
@@ -249,7 +250,7 @@ def _run_partition(
 
 # ----------------------------------------------------------------- runner
 @final
-class Dask:
+class Dask(BlockingRunner):
     """
     Run partitions of the source on a Dask cluster (``pip install datapunk[dask]``).
 
@@ -468,23 +469,6 @@ class Dask:
             error_type="WorkerDied",
             message=message,
         )
-
-    async def arun(self, job: Job) -> RunReport:
-        """
-        Run *job* from async code without blocking the event loop.
-
-        The run happens in a helper thread (``asyncio.to_thread``); hooks and
-        sinks are called from that thread.
-
-        Args:
-            job: The run to execute.
-
-        Returns:
-            The run's report.
-        """
-        import asyncio
-
-        return await asyncio.to_thread(self.run, job)
 
     def __repr__(self) -> str:
         extra = f", partitions={self.partitions}" if self.partitions else ""

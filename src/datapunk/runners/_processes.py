@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, final
 from datapunk._core.concurrent import failed_chunk, process_chunk_observed
 from datapunk._core.errors import ConfigurationError, StageError
 from datapunk._core.types import safe_str
+from datapunk.runners._blocking import BlockingRunner
 from datapunk.runners._common import check_job, positive, resize
 
 if TYPE_CHECKING:
@@ -216,7 +217,7 @@ def _span(chunk: RawChunk) -> str:
 
 
 @final
-class Processes:
+class Processes(BlockingRunner):
     """
     Run chunks on worker processes, for CPU-bound stages.
 
@@ -419,23 +420,6 @@ class Processes:
         )
         job.log.warning("worker.died", pid=w.pid, stage=stage, records=len(chunk[1]))
         return "ok", result
-
-    async def arun(self, job: Job) -> RunReport:
-        """
-        Run *job* from async code without blocking the event loop.
-
-        The run happens in a helper thread (``asyncio.to_thread``); hooks and
-        sinks are called from that thread.
-
-        Args:
-            job: The run to execute.
-
-        Returns:
-            The run's report.
-        """
-        import asyncio
-
-        return await asyncio.to_thread(self.run, job)
 
     def __repr__(self) -> str:
         extra = f", chunk_size={self.chunk_size}" if self.chunk_size else ""

@@ -6,6 +6,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from typing import TYPE_CHECKING, final
 
 from datapunk._core.concurrent import ThreadLoops, process_chunk_parallel
+from datapunk.runners._blocking import BlockingRunner
 from datapunk.runners._common import check_job, positive, run_futures
 
 if TYPE_CHECKING:
@@ -18,7 +19,7 @@ __all__ = ["Threads"]
 
 
 @final
-class Threads:
+class Threads(BlockingRunner):
     """
     Run each stage's calls on a pool of threads.
 
@@ -104,23 +105,6 @@ class Threads:
                 results.close()
                 pool.shutdown(wait=True, cancel_futures=True)
                 loops.close()
-
-    async def arun(self, job: Job) -> RunReport:
-        """
-        Run *job* from async code without blocking the event loop.
-
-        The run happens in a helper thread (``asyncio.to_thread``); hooks and
-        sinks are called from that thread.
-
-        Args:
-            job: The run to execute.
-
-        Returns:
-            The run's report.
-        """
-        import asyncio
-
-        return await asyncio.to_thread(self.run, job)
 
     def __repr__(self) -> str:
         return (
