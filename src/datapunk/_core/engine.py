@@ -505,7 +505,13 @@ def _start(
     return ch, vals, idx
 
 
-def _finish(ch: _Chunk, vals: list[Any], seconds: list[float], n_in: int) -> ChunkResult:
+def _finish(
+    ch: _Chunk,
+    vals: list[Any],
+    seconds: list[float],
+    n_in: int,
+    latencies: list[list[float]] | None = None,
+) -> ChunkResult:
     failures = ch.failures
     keys = ch.keys
     if len(keys) > 1 and any(a > b for a, b in pairwise(keys)):
@@ -518,6 +524,7 @@ def _finish(ch: _Chunk, vals: list[Any], seconds: list[float], n_in: int) -> Chu
         seconds=seconds,
         records_in=n_in,
         last_position=ch.positions[n_in - 1] if n_in else None,
+        latencies=latencies,
     )
 
 
@@ -546,43 +553,71 @@ def process_chunk(
     ch, vals, idx = _start(ops, positions, records, run_id, malformed)
     seconds = [0.0] * len(ops)
     latencies: list[list[float]] = [[] for _ in ops]
-    perf = time.perf_counter
     i, n_ops = 0, len(ops)
     while i < n_ops and vals:
         op = ops[i]
         if fusible(op):
-            j = i + 1
-            while j < n_ops and fusible(ops[j]):
-                j += 1
-            segment = ops[i:j]
-            fns = [o.fn if o.guard is None else o.guard.bind(ch.counts[o.index]) for o in segment]
-            vals, idx = run_segment(segment, fns, vals, idx, ch, latencies, track=j < n_ops)
-            for o in segment:
-                lat = latencies[o.index]
-                if lat:
-                    seconds[o.index] = sum(lat) / len(lat) * ch.counts[o.index][IN]
-            i = j
+            vals, idx, i = _fused(ops, i, vals, idx, ch, seconds, latencies)
             continue
-        n = len(vals)
-        counts = ch.counts[op.index]
-        counts[IN] += n
-        if op.guard is not None:
-            op = op.bound(counts)
-        t0 = perf()
+        op, n, t0 = _enter(op, vals, ch)
         if op.is_async:
             vals, idx = run_coroutine(_ASYNC[op.kind](op, vals, idx, ch))
         else:
             vals, idx = _SYNC[op.kind](op, vals, idx, ch)
-        elapsed = perf() - t0
-        seconds[op.index] += elapsed
-        latencies[op.index].append(elapsed / n)
-        counts[OUT] += len(vals)
-        if op.kind == "filter":
-            counts[FILTERED] += n - len(vals) - counts[FAILED] - counts[SKIPPED]
+        _leave(op, n, vals, ch, t0, seconds, latencies)
         i += 1
-    result = _finish(ch, vals, seconds, len(records))
-    result.latencies = latencies
-    return result
+    return _finish(ch, vals, seconds, len(records), latencies)
+
+
+def _fused(
+    ops: Sequence[Op],
+    i: int,
+    vals: list[Any],
+    idx: list[int] | None,
+    ch: _Chunk,
+    seconds: list[float],
+    latencies: list[list[float]],
+) -> tuple[list[Any], list[int] | None, int]:
+    """Run the longest run of fusible ops from ``ops[i]`` as one generated loop."""
+    j = i + 1
+    while j < len(ops) and fusible(ops[j]):
+        j += 1
+    segment = ops[i:j]
+    fns = [o.fn if o.guard is None else o.guard.bind(ch.counts[o.index]) for o in segment]
+    vals, idx = run_segment(segment, fns, vals, idx, ch, latencies, track=j < len(ops))
+    for o in segment:
+        lat = latencies[o.index]
+        if lat:
+            seconds[o.index] = sum(lat) / len(lat) * ch.counts[o.index][IN]
+    return vals, idx, j
+
+
+def _enter(op: Op, vals: list[Any], ch: _Chunk) -> tuple[Op, int, float]:
+    """Count the records entering a one-stage-at-a-time op and bind its policies."""
+    n = len(vals)
+    ch.counts[op.index][IN] += n
+    if op.guard is not None:
+        op = op.bound(ch.counts[op.index])
+    return op, n, time.perf_counter()
+
+
+def _leave(
+    op: Op,
+    n: int,
+    vals: list[Any],
+    ch: _Chunk,
+    t0: float,
+    seconds: list[float],
+    latencies: list[list[float]],
+) -> None:
+    """Count what a one-stage-at-a-time op let through, and its time."""
+    elapsed = time.perf_counter() - t0
+    seconds[op.index] += elapsed
+    latencies[op.index].append(elapsed / n)
+    counts = ch.counts[op.index]
+    counts[OUT] += len(vals)
+    if op.kind == "filter":
+        counts[FILTERED] += n - len(vals) - counts[FAILED] - counts[SKIPPED]
 
 
 async def aprocess_chunk(
@@ -607,25 +642,21 @@ async def aprocess_chunk(
     """
     ch, vals, idx = _start(ops, positions, records, run_id, malformed)
     seconds = [0.0] * len(ops)
-    perf = time.perf_counter
-    for op in ops:
-        n = len(vals)
-        if not n:
-            break
-        counts = ch.counts[op.index]
-        counts[IN] += n
-        if op.guard is not None:
-            op = op.bound(counts)  # noqa: PLW2901 - policies count into this chunk
-        t0 = perf()
+    latencies: list[list[float]] = [[] for _ in ops]
+    i, n_ops = 0, len(ops)
+    while i < n_ops and vals:
+        op = ops[i]
+        if fusible(op):
+            vals, idx, i = _fused(ops, i, vals, idx, ch, seconds, latencies)
+            continue
+        op, n, t0 = _enter(op, vals, ch)
         if op.is_async:
             vals, idx = await _ASYNC[op.kind](op, vals, idx, ch)
         else:
             vals, idx = _SYNC[op.kind](op, vals, idx, ch)
-        seconds[op.index] += perf() - t0
-        counts[OUT] += len(vals)
-        if op.kind == "filter":
-            counts[FILTERED] += n - len(vals) - counts[FAILED] - counts[SKIPPED]
-    return _finish(ch, vals, seconds, len(records))
+        _leave(op, n, vals, ch, t0, seconds, latencies)
+        i += 1
+    return _finish(ch, vals, seconds, len(records), latencies)
 
 
 # ---------------------------------------------------------- running coroutines
