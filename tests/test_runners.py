@@ -131,17 +131,25 @@ class TestRegistry:
 
     def test_import_is_lazy(self):
         """Importing datapunk loads no pool, no dask and no cloudpickle."""
-        code = (
-            "import sys, datapunk, datapunk.runners; "
-            "heavy = ('concurrent.futures', 'multiprocessing', 'dask', 'distributed', "
+        probe = (
+            "import sys{imports}; "
+            "heavy = ('concurrent', 'multiprocessing', 'dask', 'distributed', "
             "'cloudpickle', 'asyncio'); "
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in heavy "
-            "or m == 'concurrent.futures'))"
+            "print('\\n'.join(sorted(m for m in sys.modules if m.split('.')[0] in heavy)))"
         )
-        out = subprocess.run(
-            [sys.executable, "-c", code], capture_output=True, text=True, check=True
-        ).stdout
-        assert out.strip() == "[]"
+
+        def loaded(imports: str) -> set[str]:
+            out = subprocess.run(
+                [sys.executable, "-c", probe.format(imports=imports)],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+            return set(out.split())
+
+        # Measured against a bare interpreter: a coverage-measured child process
+        # loads some of these modules itself.
+        assert set() == loaded(", datapunk, datapunk.runners") - loaded("")
 
     @pytest.mark.parametrize(
         "make",
