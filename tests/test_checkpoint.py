@@ -481,6 +481,14 @@ class TestFaults:
 
 
 class TestStore:
+    def test_store_closes_its_connection_as_a_context_manager(self, tmp_path):
+        """`with SQLiteCheckpoint(...)` closes the database when the block ends."""
+        with SQLiteCheckpoint(tmp_path / "c.db") as ck:
+            ck.save("k", {"phase": "running"})
+            assert ck.load("k") == {"phase": "running", "fingerprint": ""}
+            assert ck._conn is not None
+        assert ck._conn is None
+
     def test_interrupted_while_renaming_outputs_restarts_cleanly(self, tmp_path, src, expected):
         """Killed after the output was renamed but before the run was marked finished:
         the next run starts over and still writes the exact output."""

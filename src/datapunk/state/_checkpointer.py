@@ -207,6 +207,24 @@ class Checkpointer:
                 made by a different pipeline.
         """
         store = as_store(checkpoint)
+        try:
+            return cls._open(store, pipeline, ops, reader, sink, dead_letter)
+        except BaseException:
+            close = getattr(store, "close", None)
+            if callable(close):
+                close()
+            raise
+
+    @classmethod
+    def _open(
+        cls,
+        store: Any,
+        pipeline: datapunk.Stage[Any, Any],
+        ops: list[Op],
+        reader: ChunkReader,
+        sink: SinkAdapter,
+        dead_letter: SinkAdapter | None,
+    ) -> Checkpointer:
         _check_resumable(sink)
         _check_resumable(dead_letter)
         self = cls(

@@ -7,7 +7,7 @@ import json
 import os
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, final
+from typing import TYPE_CHECKING, Any, Self, final
 
 from datapunk._core.errors import ConfigurationError, SinkError
 from datapunk._core.types import DeadLetter, safe_str
@@ -190,6 +190,19 @@ class SQLiteCheckpoint:
             if self._conn is not None:
                 self._conn.close()
                 self._conn = None
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        # A store read after its run (runs(), dead_letters()) reopens its
+        # connection; close it with the store rather than leave it to the GC.
+        conn = getattr(self, "_conn", None)
+        if conn is not None:
+            conn.close()
 
     # -------------------------------------------------------- the protocol
     def load(self, key: str) -> dict[str, Any] | None:
