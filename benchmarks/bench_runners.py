@@ -253,7 +253,7 @@ def rss_child(runner: str, n: int) -> None:
         r = Dask(client, partition_chunks=4)
     report = pipe.run(_records(n), None, runner=r)
     assert report.records_out == n
-    me = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    me = _peak_rss_mb()
     kids = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     workers = 0.0
     if client is not None:
@@ -264,6 +264,18 @@ def rss_child(runner: str, n: int) -> None:
         client.close()
         cluster.close()
     print(json.dumps({"parent": me, "children": kids, "workers": workers}))
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak RSS. ru_maxrss survives fork+exec (a child would report
+    its parent's peak), so on Linux read VmHWM, which starts afresh with the program."""
+    try:
+        for line in Path("/proc/self/status").read_text(encoding="ascii").splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def bench_rss(quick: bool) -> None:
