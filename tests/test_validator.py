@@ -400,16 +400,26 @@ class TestSecrets:
         for text in texts:
             assert secret not in text
 
-    @pytest.mark.xfail(
-        reason="open design question (issue 3): report.dead_letters keeps raw input records "
-        "verbatim, so a plain-text secret in an invalid input reaches report.to_json()",
-        strict=True,
-    )
     def test_report_json_without_a_dead_letter_sink_hides_secrets(self):
         """With no dead-letter sink, the report's JSON does not reveal a secret input field."""
         record = {"user": "bob", "password": 12345678}
         report = datapunk.Pipeline(datapunk.Validate(SecretModel)).run([record], [])
         assert "12345678" not in report.to_json()
+
+    def test_plain_text_secrets_are_masked_when_a_later_stage_fails_issue3(self):
+        """A field a validator declares secret is masked in dead letters of any later stage."""
+
+        def reject(r: Any) -> Any:
+            raise ValueError("rejected")
+
+        class Nested(pydantic.BaseModel):
+            login: SecretModel
+
+        dead: list[datapunk.DeadLetter] = []
+        record = {"login": {"user": "bob", "password": "hunter2"}}
+        datapunk.Pipeline(datapunk.Validate(Nested), reject).run([record], [], dead_letter=dead)
+        assert {"login": {"user": "bob", "password": "**********"}} == dead[0].to_dict()["record"]
+        assert record == dead[0].record  # the in-memory dead letter keeps the original
 
     def test_a_secret_in_a_trusted_record_is_masked_in_dead_letters(self):
         """A record that is already a model with a SecretStr is masked in to_dict and JSON."""

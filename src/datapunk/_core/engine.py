@@ -170,11 +170,17 @@ class ChunkResult:
 class _Chunk:
     """Per-chunk state the op loops share: originals, positions and failures."""
 
-    __slots__ = ("counts", "failures", "keys", "positions", "records", "run_id")
+    __slots__ = ("counts", "failures", "keys", "positions", "records", "run_id", "secret_paths")
 
     def __init__(
-        self, positions: Sequence[Position], records: Sequence[Any], n_ops: int, run_id: str
+        self,
+        positions: Sequence[Position],
+        records: Sequence[Any],
+        n_ops: int,
+        run_id: str,
+        secret_paths: tuple[tuple[str | int, ...], ...] = (),
     ) -> None:
+        self.secret_paths = secret_paths
         self.positions = positions
         self.records = records
         self.failures: list[tuple[str, DeadLetter]] = []
@@ -242,6 +248,7 @@ class _Chunk:
                     reasons=tuple(reasons),
                     attempts=_attempts(exc),
                     run_id=self.run_id,
+                    secret_paths=self.secret_paths,
                 ),
             )
         )
@@ -479,7 +486,8 @@ def _start(
     run_id: str,
     malformed: Sequence[int],
 ) -> tuple[_Chunk, list[Any], list[int] | None]:
-    ch = _Chunk(positions, records, len(ops), run_id)
+    secrets = tuple(p for op in ops for p in getattr(op.stage, "secret_paths", ()))
+    ch = _Chunk(positions, records, len(ops), run_id, secrets)
     vals = records if isinstance(records, list) else list(records)
     idx: list[int] | None = None
     if malformed:

@@ -19,6 +19,7 @@ __all__ = [
     "Position",
     "Reason",
     "jsonable",
+    "mask_paths",
     "safe_str",
 ]
 
@@ -70,6 +71,26 @@ def safe_str(value: Any, limit: int = 500) -> str:
     if len(text) > limit:
         text = text[: limit - 1] + "…"
     return text
+
+
+def mask_paths(data: Any, paths: tuple[tuple[str | int, ...], ...]) -> Any:
+    """
+    Replace the values at *paths* inside plain JSON *data* with the mask.
+
+    Args:
+        data: Plain data (as :func:`jsonable` returns); changed in place.
+        paths: Field paths such as ``("login", "password")``.
+
+    Returns:
+        *data*.
+    """
+    for path in paths:
+        node = data
+        for key in path[:-1]:
+            node = node.get(key) if isinstance(node, dict) else None
+        if isinstance(node, dict) and path and path[-1] in node:
+            node[path[-1]] = SECRET_MASK
+    return data
 
 
 def jsonable(value: Any) -> Any:  # noqa: PLR0911 - one branch per kind of value
@@ -201,10 +222,16 @@ class DeadLetter:
     reasons: tuple[Reason, ...] = ()
     attempts: int = 1
     run_id: str = ""
+    secret_paths: tuple[tuple[str | int, ...], ...] = attrs.field(default=(), repr=False)
+    """Field paths in ``record`` that hold secrets (from the pipeline's validators)."""
 
     def to_dict(self) -> dict[str, Any]:
         """
         Return the dead letter as JSON-friendly data (secrets masked).
+
+        ``SecretStr`` values are masked, and so are the fields at
+        ``secret_paths``: the fields a validator of the pipeline declares as
+        secret, even where the original record holds them as plain text.
 
         Returns:
             A mapping with ``position``, ``stage``, ``error_type``, ``message``,
@@ -218,7 +245,7 @@ class DeadLetter:
             "reasons": [r.to_dict() for r in self.reasons],
             "attempts": self.attempts,
             "run_id": self.run_id,
-            "record": jsonable(self.record),
+            "record": mask_paths(jsonable(self.record), self.secret_paths),
         }
 
     @classmethod

@@ -229,6 +229,36 @@ def _child_types(tp: Any, key: str | int) -> list[Any]:
     return []
 
 
+def _secret_fields(tp: Any, depth: int = 0) -> tuple[tuple[str | int, ...], ...]:
+    """Paths of the fields of *tp* typed as secrets (nested models included)."""
+    if depth > 4:  # noqa: PLR2004 - deep enough for real models, safe for recursive ones
+        return ()
+    secret = _secret_types()
+    fields = getattr(tp, "model_fields", None)
+    names: list[tuple[list[str], Any]] = []
+    if isinstance(fields, dict):
+        for name, field in fields.items():
+            keys = [name] + ([field.alias] if field.alias and field.alias != name else [])
+            names.append((keys, field.annotation))
+    elif isinstance(tp, type):
+        try:
+            hints = typing.get_type_hints(tp)
+        except Exception:
+            hints = {}
+        names = [([name], hint) for name, hint in hints.items()]
+    paths: list[tuple[str | int, ...]] = []
+    for keys, annotation in names:
+        for u in _unwrap(annotation):
+            if isinstance(u, type) and issubclass(u, secret):
+                paths.extend((k,) for k in keys)
+            elif isinstance(u, type) and (
+                hasattr(u, "model_fields") or hasattr(u, "__dataclass_fields__")
+            ):
+                inner = _secret_fields(u, depth + 1)
+                paths.extend((k, *p) for k in keys for p in inner)
+    return tuple(dict.fromkeys(paths))
+
+
 @cache
 def _adapter(tp: Any) -> Any:
     import pydantic
@@ -275,7 +305,7 @@ class Validate(Validator[Any, T]):
     .. versionadded:: 0.1.0
     """
 
-    __slots__ = ("strict", "type")
+    __slots__ = ("secret_paths", "strict", "type")
 
     @overload
     def __init__(
@@ -345,6 +375,7 @@ class Validate(Validator[Any, T]):
             transforms=True,
         )
         self._convert = self._to_error
+        self.secret_paths = _secret_fields(tp)
 
     def _to_error(self, exc: Exception) -> DataProcessingError:
         import pydantic
