@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
 from typing import TYPE_CHECKING, Any, TypeAlias, TypeVar
 
@@ -25,7 +24,6 @@ from datapunk._core.engine import (
     _ASYNC,
     _SYNC,
     FAILED,
-    FILTERED,
     IN,
     OUT,
     SKIPPED,
@@ -35,7 +33,9 @@ from datapunk._core.engine import (
     _batch_results,
     _Chunk,
     _collect_async,
+    _enter,
     _finish,
+    _leave,
     _start,
     run_coroutine,
 )
@@ -141,24 +141,16 @@ def _drive(
 ) -> ChunkResult:
     ch, vals, idx = _start(ops, positions, records, run_id, malformed)
     seconds = [0.0] * len(ops)
-    perf = time.perf_counter
+    latencies: list[list[float]] = [[] for _ in ops]
     for op in ops:
-        n = len(vals)
-        if not n:
+        if not vals:
             break
         if on_op is not None:
             on_op(op.index)
-        counts = ch.counts[op.index]
-        counts[IN] += n
-        if op.guard is not None:
-            op = op.bound(counts)  # noqa: PLW2901 - policies count into this chunk
-        t0 = perf()
-        vals, idx = apply(op, vals, idx, ch)
-        seconds[op.index] += perf() - t0
-        counts[OUT] += len(vals)
-        if op.kind == "filter":
-            counts[FILTERED] += n - len(vals) - counts[FAILED] - counts[SKIPPED]
-    return _finish(ch, vals, seconds, len(records))
+        bound, n, t0 = _enter(op, vals, ch)
+        vals, idx = apply(bound, vals, idx, ch)
+        _leave(bound, n, vals, ch, t0, seconds, latencies)
+    return _finish(ch, vals, seconds, len(records), latencies)
 
 
 def _serial_apply(op: Op, vals: list[Any], idx: list[int] | None, ch: _Chunk) -> Vals:
@@ -365,17 +357,12 @@ async def aprocess_chunk_concurrent(
     loop = asyncio.get_running_loop()
     ch, vals, idx = _start(ops, positions, records, run_id, malformed)
     seconds = [0.0] * len(ops)
-    perf = time.perf_counter
+    latencies: list[list[float]] = [[] for _ in ops]
 
-    for op in ops:
-        n = len(vals)
-        if not n:
+    for unbound in ops:
+        if not vals:
             break
-        counts = ch.counts[op.index]
-        counts[IN] += n
-        if op.guard is not None:
-            op = op.bound(counts)  # noqa: PLW2901 - policies count into this chunk
-        t0 = perf()
+        op, n, t0 = _enter(unbound, vals, ch)
         if not op.is_async:
             vals, idx = await loop.run_in_executor(offload, _SYNC[op.kind], op, vals, idx, ch)
         elif op.kind == "batch":
@@ -398,11 +385,8 @@ async def aprocess_chunk_concurrent(
             else:
                 outcomes = await _spread(limit, vals, fn)
             vals, idx = _fold(op, vals, idx, ch, outcomes)
-        seconds[op.index] += perf() - t0
-        counts[OUT] += len(vals)
-        if op.kind == "filter":
-            counts[FILTERED] += n - len(vals) - counts[FAILED] - counts[SKIPPED]
-    return _finish(ch, vals, seconds, len(records))
+        _leave(op, n, vals, ch, t0, seconds, latencies)
+    return _finish(ch, vals, seconds, len(records), latencies)
 
 
 def failed_chunk(
