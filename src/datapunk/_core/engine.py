@@ -77,11 +77,6 @@ class Op:
         assert self.guard is not None
         return attrs.evolve(self, fn=self.guard.bind(counts))
 
-    def with_policy(self, default: OnError) -> Op:
-        """Return a copy whose unset ``on_error`` is *default*."""
-        policy = self.stage.on_error or default
-        return attrs.evolve(self, on_error=policy)
-
 
 def compile_stages(stage: Stage[Any, Any], on_error: OnError = "dead_letter") -> list[Op]:
     """

@@ -29,16 +29,6 @@ G = TypeVar("G")
 T = TypeVar("T")
 
 
-class _Default:
-    """Sentinel: "use the configured default" (distinct from ``None``)."""
-
-    def __repr__(self) -> str:
-        return "DEFAULT"
-
-
-DEFAULT: Any = _Default()
-
-
 def _composite_kind(stages: tuple[Stage[Any, Any], ...]) -> Kind:
     kinds = {s.kind for s in stages}
     if kinds <= {"map", "batch"}:

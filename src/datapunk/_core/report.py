@@ -315,7 +315,6 @@ class RunStats:
         self.source_failed = 0
         self.errors: list[ErrorSample] = []
         self.error_sample_size = error_sample_size
-        self.errors_seen = 0
 
     @property
     def failed(self) -> int:
@@ -349,7 +348,6 @@ class RunStats:
 
     def add_error(self, action: str, dl: DeadLetter) -> None:
         """Keep *dl* in the bounded error sample (the first ``error_sample_size``)."""
-        self.errors_seen += 1
         sample = ErrorSample(dl.stage, dl.position, dl.error_type, dl.message, dl.reasons, action)
         if len(self.errors) < self.error_sample_size:
             self.errors.append(sample)
