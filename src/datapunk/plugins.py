@@ -13,6 +13,9 @@ protocols are what :meth:`datapunk.Pipeline.run` and friends accept.
 - :class:`CheckpointStore`: remembers how far a run got.
 - :class:`ResumableSink`: a sink a checkpointed run resumes exactly
   (``flush``, ``resume``, ``suspend``).
+- :class:`PartitionedSink`: a sink whose output is written in parts on
+  other machines and assembled atomically (``part``, ``commit_parts``), each
+  part a :class:`SinkPart` (``write``, ``commit``, ``abort``).
 
 Third-party packages register implementations under the entry-point group
 ``datapunk.plugins``; :data:`registry` finds them on first use (never at
@@ -61,12 +64,14 @@ __all__ = [
     "ENTRY_POINT_GROUP",
     "CheckpointStore",
     "Hook",
+    "PartitionedSink",
     "PluginInfo",
     "PluginKind",
     "Registry",
     "ResumableSink",
     "Runner",
     "Sink",
+    "SinkPart",
     "Source",
     "Stage",
     "Validator",
@@ -321,6 +326,63 @@ class ResumableSink(Protocol[T_contra]):
 
     def suspend(self) -> None:
         """Release the output, keeping it for a later :meth:`resume`."""
+        ...
+
+
+@runtime_checkable
+class SinkPart(Protocol[T_contra]):
+    """
+    **Protocol**: one part of a :class:`PartitionedSink`'s output.
+
+    A part is created by the calling process and pickled to the worker that
+    writes it, so it holds no open resource until its first ``write``.
+    ``commit()`` makes the part durable (not yet visible under the output's
+    name) and returns a *receipt*: plain picklable data the sink's
+    ``commit_parts`` understands. ``abort()`` discards it.
+    """
+
+    def write(self, records: Sequence[T_contra], /) -> None:
+        """Write one batch of records to this part."""
+        ...
+
+    def commit(self) -> Any:
+        """Make the part durable and return its receipt."""
+        ...
+
+    def abort(self) -> None:
+        """Discard the part."""
+        ...
+
+
+@runtime_checkable
+class PartitionedSink(Protocol[T_contra]):
+    """
+    **Protocol**: a :class:`Sink` whose output can be written in parts, elsewhere.
+
+    The Dask runner asks such a sink for one part per partition
+    (``part(key)``), ships it to the worker that processes the partition,
+    which writes the partition's outputs to it and commits it. When every
+    partition has been delivered, the runner calls ``commit_parts(receipts)``
+    with the parts' receipts in output order (instead of ``close()``): the
+    sink assembles them and commits the output atomically. ``abort()``
+    discards the parts too. The built-in JSON Lines, JSON and CSV sinks are
+    partitioned sinks.
+    """
+
+    def write(self, records: Sequence[T_contra], /) -> None:
+        """Write one batch of records (when not written in parts)."""
+        ...
+
+    def close(self) -> None:
+        """Commit the output (when not written in parts)."""
+        ...
+
+    def part(self, key: str, /) -> SinkPart[T_contra]:
+        """Return a picklable writer for the part named *key* (unique in the run)."""
+        ...
+
+    def commit_parts(self, receipts: Sequence[Any], /) -> None:
+        """Assemble the committed parts, in this order, and commit the output."""
         ...
 
 

@@ -213,6 +213,42 @@ class SinkAdapter:
                 path=self.name,
             ) from exc
 
+    @property
+    def partitioned(self) -> bool:
+        """Whether the sink can be written in parts (a ``PartitionedSink``)."""
+        obj = self.obj
+        return (
+            self._write is not None
+            and callable(getattr(obj, "part", None))
+            and callable(getattr(obj, "commit_parts", None))
+        )
+
+    def part(self, key: str) -> Any:
+        """Return the sink's writer for the part named *key*."""
+        try:
+            return self.obj.part(key)
+        except SinkError:
+            raise
+        except Exception as exc:
+            raise SinkError(
+                f"the {self.role} {self.name!r} cannot create part {key}: "
+                f"{type(exc).__name__}: {safe_str(exc)}",
+                path=self.name,
+            ) from exc
+
+    def commit_parts(self, receipts: Sequence[Any]) -> None:
+        """Assemble the parts *receipts* name and commit the output."""
+        try:
+            self.obj.commit_parts(receipts)
+        except SinkError:
+            raise
+        except Exception as exc:
+            raise SinkError(
+                f"the {self.role} {self.name!r} failed to assemble its parts: "
+                f"{type(exc).__name__}: {safe_str(exc)}",
+                path=self.name,
+            ) from exc
+
     def abort(self) -> None:
         """Discard uncommitted output (``abort()`` if the sink has it, else ``close()``)."""
         if self._write is None:

@@ -151,6 +151,11 @@ class ChunkResult:
         latencies: Per op, sampled per-record latencies in seconds; ``None``
             when only ``seconds`` was measured (then its per-record mean is
             the chunk's one sample).
+        written: Outputs already written where the chunk was processed (to a
+            part of a partitioned sink, or discarded): counted, not in
+            ``outputs``.
+        receipt: The receipt of the sink part the outputs went to, on the
+            last chunk of a partition.
     """
 
     outputs: list[Any]
@@ -160,6 +165,8 @@ class ChunkResult:
     records_in: int
     last_position: Position | None
     latencies: list[list[float]] | None = None
+    written: int = 0
+    receipt: Any = None
 
 
 class _Chunk:

@@ -329,7 +329,7 @@ class RunStats:
     def merge(self, result: ChunkResult) -> None:
         """Add one chunk's counters, timings and error sample."""
         self.records_in += result.records_in
-        self.records_out += len(result.outputs)
+        self.records_out += len(result.outputs) + result.written
         for i, (mine, theirs) in enumerate(zip(self.counts, result.counts, strict=True)):
             for j in range(N_COUNTERS):
                 mine[j] += theirs[j]

@@ -97,6 +97,9 @@ class Job:
         self.run_id = uuid.uuid4().hex[:12]
         self.stats = RunStats(ops, error_sample_size)
         self.kept_dead_letters: list[DeadLetter] = []
+        #: Receipts of the sink parts written elsewhere, in output order;
+        #: ``None`` unless a runner writes the outputs in parts.
+        self.receipts: list[Any] | None = None
         self.started = _dt.datetime.now(_dt.UTC)
         self._t0 = time.perf_counter()
         self.runner_name = "serial"
@@ -199,6 +202,8 @@ class Job:
         """
         self.stats.merge(result)
         self.sink.write(result.outputs)
+        if result.receipt is not None and self.receipts is not None:
+            self.receipts.append(result.receipt)
         if result.failures:
             dead = [dl for action, dl in result.failures if action == "dead_letter"]
             if dead:
@@ -271,7 +276,10 @@ class Job:
     def _commit(self) -> RunReport:
         if self.checkpoint is not None:
             self.checkpoint.closing(self)
-        self.sink.close()
+        if self.receipts is not None:
+            self.sink.commit_parts(self.receipts)
+        else:
+            self.sink.close()
         if self.dead_letter is not None:
             self.dead_letter.close()
         if self.checkpoint is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -21,12 +22,13 @@ from datapunk.io._files import (
     guard_write,
     open_binary,
 )
+from datapunk.io._parts import FilePart, Staging, append_parts, binary_layer
 
 if TYPE_CHECKING:
     import os
     from collections.abc import Iterable, Iterator, Sequence
 
-__all__ = ["CsvSink", "CsvSource"]
+__all__ = ["CsvPart", "CsvSink", "CsvSource"]
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 
@@ -324,9 +326,106 @@ class CsvSink:
         self.delimiter = _check_delimiter(delimiter)
         self.fieldnames = list(fieldnames) if fieldnames is not None else None
         self._fields: frozenset[str] = frozenset(self.fieldnames or ())
+        self.encoding = encoding
         self._file = AtomicFile(self.path, encoding=encoding, newline="")
         self._writer: Any = None
         self._quote_all: Any = None
+        self._staging = Staging(self.path)
+
+    def part(self, key: str) -> CsvPart:
+        """
+        Return a writer for one part of the output, to use on a worker.
+
+        Args:
+            key: The part's name, unique in the run.
+
+        Returns:
+            A picklable :class:`datapunk.plugins.SinkPart`.
+        """
+        return CsvPart(
+            self._staging.create(),
+            key,
+            self.name,
+            delimiter=self.delimiter,
+            encoding=self.encoding,
+            fieldnames=self.fieldnames,
+        )
+
+    def commit_parts(self, receipts: Sequence[Any]) -> None:
+        """
+        Assemble the committed parts, in order, into the output and commit it.
+
+        The header is *fieldnames*, or the columns of the first record of the
+        first part that has records, so the file is what writing the records
+        here would give. Parts whose records had other columns are re-laid
+        under the header; a record with a field not in the header fails the
+        run, as it would here.
+
+        Args:
+            receipts: What the parts' ``commit()`` returned, in output order.
+
+        Raises:
+            SinkError: A record had a field that is not a column.
+        """
+        try:
+            parts = [r for r in receipts if isinstance(r, dict) and r.get("records")]
+            if parts:
+                header = self.fieldnames or list(parts[0]["columns"])
+                self._check_columns(header, parts)
+                guard_write(self.path, partial(self._assemble, header, parts))
+            self._file.commit()
+        except BaseException:
+            self._file.abort()
+            raise
+        finally:
+            self._staging.remove()
+
+    def _check_columns(self, header: list[str], parts: list[dict[str, Any]]) -> None:
+        known = set(header)
+        for receipt in parts:
+            extra = [c for c in receipt["columns"] if c not in known]
+            if extra:
+                raise SinkError(
+                    f"record has field(s) {extra} that are not columns of {self.name!r} "
+                    f"({header}, taken from the first record): give fieldnames= "
+                    "or write JSON Lines",
+                    path=self.name,
+                )
+
+    def _assemble(self, header: list[str], parts: list[dict[str, Any]]) -> None:
+        # Everything goes to the binary layer: nothing is pending in the text
+        # layer, and a flush of it would end a compressed block early.
+        binary = binary_layer(self._file.stream())
+        text = io.StringIO()
+        writer = csv.writer(text, delimiter=self.delimiter, lineterminator="\n")
+        quote_all = csv.writer(
+            text, delimiter=self.delimiter, lineterminator="\n", quoting=csv.QUOTE_ALL
+        )
+
+        def drain() -> None:
+            binary.write(text.getvalue().encode(self.encoding))
+            text.seek(0)
+            text.truncate()
+
+        writer.writerow(header)
+        drain()
+        for receipt in parts:
+            if receipt["columns"] == header and not receipt.get("grown"):
+                append_parts(self._staging, [receipt], binary)
+                continue
+            # Columns in another order, or found as the part went: re-lay its rows.
+            columns = receipt["columns"]
+            with self._staging.file(receipt).open(encoding=self.encoding, newline="") as f:
+                for i, row in enumerate(csv.reader(f, delimiter=self.delimiter)):
+                    cells = dict(zip(columns, row, strict=False))
+                    laid = [cells.get(k) for k in header]
+                    if any(c is not None and "\r" in c for c in laid):
+                        quote_all.writerow(laid)
+                    else:
+                        writer.writerow(laid)
+                    if i % 1000 == 999:  # noqa: PLR2004
+                        drain()
+            drain()
 
     def _start(self, first: dict[str, Any]) -> Any:
         if self.fieldnames is None:
@@ -391,6 +490,115 @@ class CsvSink:
     def abort(self) -> None:
         """Discard everything written; the target is left untouched."""
         self._file.abort()
+        self._staging.remove()
 
     def __repr__(self) -> str:
         return f"CsvSink({self.name!r})"
+
+
+class CsvPart(FilePart):
+    """
+    One part of a CSV output, written on a worker (see :meth:`CsvSink.part`).
+
+    Rows are written without a header; the receipt names their columns
+    (*fieldnames*, or the first record's keys, extended by any new key a
+    later record has), which :meth:`CsvSink.commit_parts` checks and lays
+    under the output's header.
+
+    Args:
+        directory: The staging directory.
+        key: The part's name.
+        target: The output's path, for messages.
+        delimiter: Field separator.
+        encoding: Text encoding.
+        fieldnames: The output's columns, when fixed.
+    """
+
+    def __init__(
+        self,
+        directory: Path,
+        key: str,
+        target: str,
+        *,
+        delimiter: str,
+        encoding: str,
+        fieldnames: list[str] | None,
+    ) -> None:
+        super().__init__(directory, key, target)
+        self.delimiter = delimiter
+        self.encoding = encoding
+        self.fixed = fieldnames is not None
+        self.columns: list[Any] | None = list(fieldnames) if fieldnames is not None else None
+        self.grown = False
+        self._text: Any = None
+
+    def write(self, records: Sequence[Any]) -> None:
+        """
+        Append *records* as rows.
+
+        Args:
+            records: The batch.
+
+        Raises:
+            SinkError: A record is not a mapping, or has a field that is not
+                one of the fixed *fieldnames*.
+        """
+        if not records:
+            return
+        if self._text is None:
+            self._text = io.TextIOWrapper(
+                self._stream(), encoding=self.encoding, newline="", write_through=False
+            )
+        writer = csv.writer(self._text, delimiter=self.delimiter, lineterminator="\n")
+        columns = self.columns
+        fields = frozenset(columns or ())
+        for record in records:
+            rec = record if record.__class__ is dict else jsonable(record)
+            if not isinstance(rec, dict):
+                raise SinkError(
+                    f"cannot write a {type(record).__name__} as a CSV row to {self.target!r}: "
+                    "records must be mappings, models or dataclasses (or write JSON Lines)",
+                    path=self.target,
+                )
+            if columns is None:
+                self.columns = columns = [str(k) for k in rec]
+                fields = frozenset(columns)
+            if rec.keys() != fields:
+                extra = [k for k in rec if k not in fields]
+                if extra and self.fixed:
+                    raise SinkError(
+                        f"record has field(s) {extra} that are not columns of {self.target!r} "
+                        f"({columns}, taken from the first record): give fieldnames= "
+                        "or write JSON Lines",
+                        path=self.target,
+                    )
+                if extra:
+                    columns.extend(extra)
+                    fields = frozenset(columns)
+                    self.grown = True
+            row = [_cell(rec.get(k)) for k in columns]
+            if any(c.__class__ is str and "\r" in c for c in row):
+                csv.writer(
+                    self._text, delimiter=self.delimiter, lineterminator="\n", quoting=csv.QUOTE_ALL
+                ).writerow(row)
+            else:
+                writer.writerow(row)
+        self.records += len(records)
+
+    def abort(self) -> None:
+        """Close and delete the part's temporary file."""
+        if self._text is not None:
+            with contextlib.suppress(Exception):
+                self._text.detach()
+            self._text = None
+        super().abort()
+
+    def _finish(self) -> None:
+        if self._text is not None:
+            self._text.flush()
+            self._text.detach()
+            self._text = None
+
+    def receipt(self) -> dict[str, Any]:
+        """Return the columns of the rows written, and whether they grew."""
+        return {"columns": self.columns, "grown": self.grown}

@@ -26,12 +26,13 @@ from datapunk.io._files import (
     open_binary,
 )
 from datapunk.io._jsonl import dumps_function, loads_function
+from datapunk.io._parts import FilePart, Staging, append_parts, binary_layer
 
 if TYPE_CHECKING:
     import os
     from collections.abc import Iterator, Sequence
 
-__all__ = ["JsonSink", "JsonSource"]
+__all__ = ["JsonPart", "JsonSink", "JsonSource"]
 
 _BLOCK = 1 << 16
 _RAW_LIMIT = 10_000
@@ -370,9 +371,48 @@ class JsonSink:
     def __init__(self, path: str | os.PathLike[str], *, use_orjson: bool | None = None) -> None:
         self.path = Path(path)
         self.name = str(path)
+        self.use_orjson = use_orjson
         self._dumps = dumps_function(use_orjson)
         self._file = AtomicFile(self.path, text=False)
         self._count = 0
+        self._staging = Staging(self.path)
+
+    def part(self, key: str) -> JsonPart:
+        """
+        Return a writer for one part of the array, to use on a worker.
+
+        Args:
+            key: The part's name, unique in the run.
+
+        Returns:
+            A picklable :class:`datapunk.plugins.SinkPart`.
+        """
+        return JsonPart(self._staging.create(), key, self.name, self.use_orjson)
+
+    def commit_parts(self, receipts: Sequence[Any]) -> None:
+        """
+        Assemble the committed parts, in order, into the array and commit it.
+
+        The result is byte for byte what writing the records here would give.
+
+        Args:
+            receipts: What the parts' ``commit()`` returned, in output order.
+        """
+        try:
+            binary = binary_layer(self._file.stream())
+
+            def assemble() -> None:
+                binary.write(b"[\n")
+                n = append_parts(self._staging, receipts, binary, separator=b",\n")
+                binary.write(b"\n]\n" if n else b"]\n")
+
+            guard_write(self.path, assemble)
+            self._file.commit()
+        except BaseException:
+            self._file.abort()
+            raise
+        finally:
+            self._staging.remove()
 
     def write(self, records: Sequence[Any]) -> None:
         """
@@ -398,6 +438,37 @@ class JsonSink:
     def abort(self) -> None:
         """Discard everything written; the target is left untouched."""
         self._file.abort()
+        self._staging.remove()
 
     def __repr__(self) -> str:
         return f"JsonSink({self.name!r})"
+
+
+class JsonPart(FilePart):
+    """
+    One part of a JSON array output, written on a worker (see :meth:`JsonSink.part`).
+
+    Args:
+        directory: The staging directory.
+        key: The part's name.
+        target: The output's path, for messages.
+        use_orjson: As for :class:`JsonSink`.
+    """
+
+    def __init__(self, directory: Path, key: str, target: str, use_orjson: bool | None) -> None:
+        super().__init__(directory, key, target)
+        self.use_orjson = use_orjson
+
+    def write(self, records: Sequence[Any]) -> None:
+        """
+        Append *records* to this part of the array.
+
+        Args:
+            records: The batch.
+        """
+        if not records:
+            return
+        dumps = dumps_function(self.use_orjson)
+        body = b",\n".join([dumps(r) for r in records])
+        self.write_bytes(body if not self.records else b",\n" + body)
+        self.records += len(records)

@@ -19,12 +19,20 @@ from datapunk.io._files import (
     iter_lines,
     open_binary,
 )
+from datapunk.io._parts import FilePart, Staging, append_parts, binary_layer
 
 if TYPE_CHECKING:
     import os
     from collections.abc import Callable, Iterator, Sequence
 
-__all__ = ["JsonlSink", "JsonlSource", "dumps_function", "dumps_record", "loads_function"]
+__all__ = [
+    "JsonlPart",
+    "JsonlSink",
+    "JsonlSource",
+    "dumps_function",
+    "dumps_record",
+    "loads_function",
+]
 
 _RAW_LIMIT = 10_000
 
@@ -311,8 +319,43 @@ class JsonlSink:
     def __init__(self, path: str | os.PathLike[str], *, use_orjson: bool | None = None) -> None:
         self.path = Path(path)
         self.name = str(path)
+        self.use_orjson = use_orjson
         self._dumps = dumps_function(use_orjson)
         self._file = AtomicFile(self.path, text=False)
+        self._staging = Staging(self.path)
+
+    def part(self, key: str) -> JsonlPart:
+        """
+        Return a writer for one part of the output, to use on a worker.
+
+        Args:
+            key: The part's name, unique in the run.
+
+        Returns:
+            A picklable :class:`datapunk.plugins.SinkPart`.
+        """
+        return JsonlPart(self._staging.create(), key, self.name, self.use_orjson)
+
+    def commit_parts(self, receipts: Sequence[Any]) -> None:
+        """
+        Assemble the committed parts, in order, into the output and commit it.
+
+        The result is byte for byte what writing the records here would give.
+
+        Args:
+            receipts: What the parts' ``commit()`` returned, in output order.
+        """
+        try:
+            guard_write(self.path, lambda: append_parts(self._staging, receipts, self._binary()))
+            self._file.commit()
+        except BaseException:
+            self._file.abort()
+            raise
+        finally:
+            self._staging.remove()
+
+    def _binary(self) -> Any:
+        return binary_layer(self._file.stream())
 
     def write(self, records: Sequence[Any]) -> None:
         """
@@ -335,6 +378,7 @@ class JsonlSink:
     def abort(self) -> None:
         """Discard everything written; the target is left untouched."""
         self._file.abort()
+        self._staging.remove()
 
     def flush(self) -> dict[str, Any]:
         """
@@ -360,3 +404,32 @@ class JsonlSink:
 
     def __repr__(self) -> str:
         return f"JsonlSink({self.name!r})"
+
+
+class JsonlPart(FilePart):
+    """
+    One part of a JSON Lines output, written on a worker (see :meth:`JsonlSink.part`).
+
+    Args:
+        directory: The staging directory.
+        key: The part's name.
+        target: The output's path, for messages.
+        use_orjson: As for :class:`JsonlSink`.
+    """
+
+    def __init__(self, directory: Path, key: str, target: str, use_orjson: bool | None) -> None:
+        super().__init__(directory, key, target)
+        self.use_orjson = use_orjson
+
+    def write(self, records: Sequence[Any]) -> None:
+        """
+        Append *records*, one JSON value per line.
+
+        Args:
+            records: The batch.
+        """
+        if not records:
+            return
+        dumps = dumps_function(self.use_orjson)
+        self.write_bytes(b"\n".join([dumps(r) for r in records]) + b"\n")
+        self.records += len(records)

@@ -4,10 +4,11 @@ Dask: partitions of the source processed on a Dask cluster.
 Each partition is a run of consecutive chunks, processed on a worker by the
 fused serial loop. Partitions are cut on chunk boundaries, so the chunks (and
 the batches of batch stages) are exactly those of a serial run, and so are the
-outputs, counters and dead letters. JSON Lines files are split by byte ranges
-and Parquet files by row groups, read by the workers themselves; every other
-source is read by the calling process and its chunks are shipped to the
-workers.
+outputs, counters and dead letters. JSON Lines and CSV files are split by byte
+ranges and Parquet files by row groups, read by the workers themselves; every
+other source is read by the calling process and its chunks are shipped to the
+workers. Outputs are written by the workers, one part per partition, and
+assembled atomically by the calling process (see :mod:`datapunk.io._parts`).
 """
 
 from __future__ import annotations
@@ -18,13 +19,13 @@ import itertools
 import math
 import pickle
 from collections import deque
-from typing import IO, TYPE_CHECKING, Any, cast, final
+from typing import IO, TYPE_CHECKING, Any, Literal, cast, final
 
 import attrs
 
 from datapunk._core.concurrent import failed_chunk
 from datapunk._core.engine import process_chunk
-from datapunk._core.errors import ConfigurationError, StageError
+from datapunk._core.errors import ConfigurationError, SinkError, StageError
 from datapunk._core.types import Malformed, safe_str
 from datapunk.runners._blocking import BlockingRunner
 from datapunk.runners._common import check_job, positive
@@ -230,15 +231,34 @@ def _load_ops(token: str, blob: bytes) -> list[Op]:
 
 
 def _run_partition(
-    token: str, blob: bytes, part: Any, chunk_size: int, run_id: str
+    token: str, blob: bytes, part: Any, chunk_size: int, run_id: str, out: Any = None
 ) -> tuple[str, Any]:
-    """Process one partition on a worker: the fused serial loop, chunk after chunk."""
+    """
+    Process one partition on a worker: the fused serial loop, chunk after chunk.
+
+    *out* says where the outputs go: ``None``, back with the results;
+    ``"discard"``, nowhere (only counted); else a sink part, written here and
+    committed at the end (its receipt rides on the last chunk's result).
+    """
     ops = _load_ops(token, blob)
-    results = []
+    results: list[ChunkResult] = []
     try:
         for positions, records, malformed in part.read(chunk_size):
-            results.append(process_chunk(ops, positions, records, run_id, malformed))
-    except Exception as exc:  # on_error="raise", or an unreadable file range
+            result = process_chunk(ops, positions, records, run_id, malformed)
+            if out is not None:
+                if out != "discard":
+                    _write_part(out, result.outputs)
+                result.written, result.outputs = len(result.outputs), []
+            results.append(result)
+        if out is not None and out != "discard":
+            if results:
+                results[-1].receipt = out.commit()
+            else:
+                out.abort()
+    except Exception as exc:  # on_error="raise", an unreadable file range, a failing part
+        if out is not None and out != "discard":
+            with contextlib.suppress(Exception):
+                out.abort()
         error: Exception = exc
         try:
             pickle.dumps(exc)
@@ -248,22 +268,47 @@ def _run_partition(
     return "ok", results
 
 
+def _write_part(out: Any, records: list[Any]) -> None:
+    if not records:
+        return
+    try:
+        out.write(records)
+    except SinkError:
+        raise
+    except Exception as exc:
+        raise SinkError(
+            f"the sink part {safe_str(out, 100)} raised {type(exc).__name__}: {safe_str(exc)}; "
+            "the run stopped so that no record is lost"
+        ) from exc
+
+
 # ----------------------------------------------------------------- runner
 @final
 class Dask(BlockingRunner):
     """
     Run partitions of the source on a Dask cluster (``pip install datapunk[dask]``).
 
-    The source is cut into partitions of whole chunks. A JSON Lines file is
-    cut into byte ranges and a Parquet file into row ranges of whole row
-    groups, which the workers read themselves (the file must be at the same
-    path on every worker: a shared or network file system); other sources
-    (iterables, CSV, gzip-compressed files, any ``Source``) are read by the
-    calling process and their chunks are shipped with the tasks. Each
-    partition runs the fused serial loop on a worker; the outputs, counters
-    and dead letters come back and are merged, in input order, into one
-    :class:`datapunk.RunReport`, and the outputs are written by the run's
-    sink in the calling process (a file sink commits atomically, once).
+    The source is cut into partitions of whole chunks. A JSON Lines or CSV
+    file is cut into byte ranges (the calling process scans it once to find
+    where every chunk starts, so a quoted CSV field that spans lines is never
+    cut) and a Parquet file into row ranges of whole row groups; the workers
+    read their ranges themselves (the file must be at the same path on every
+    worker: a shared or network file system). Other sources (iterables,
+    gzip-compressed files, any ``Source``) are read by the calling process and
+    their chunks are shipped with the tasks. Each partition runs the fused
+    serial loop on a worker.
+
+    Outputs are written per partition, on the workers, when the sink is a
+    :class:`~datapunk.plugins.PartitionedSink` (the JSON Lines, JSON and CSV
+    file sinks are): each worker writes its partition to a part file in a
+    staging directory next to the output and commits it; when every partition
+    is done, the calling process assembles the parts in input order and
+    commits the output atomically (a failed run leaves no output and no
+    parts). The output is byte for byte the one a serial run writes. Other
+    sinks (lists, callables, Parquet) receive the outputs in the calling
+    process. The counters and dead letters come back and are merged, in
+    input order, into one :class:`datapunk.RunReport`; dead letters are
+    written by the calling process.
 
     Stages travel to the workers with cloudpickle, so lambdas work; the
     modules they use must be importable on the workers.
@@ -281,12 +326,16 @@ class Dask(BlockingRunner):
             partitions are delivered as they finish.
         max_in_flight: Partitions submitted and not yet delivered at most
             (default: twice the cluster's threads).
+        write: ``"workers"`` (default) to write outputs on the workers when
+            the sink supports parts; ``"caller"`` to bring every output back
+            to the calling process and write it there.
 
     Memory bound: at most ``max_in_flight`` partitions are in flight; for
     sources read by the calling process that is ``max_in_flight x
-    partition_chunks x chunk_size`` records held in the caller, and a JSON
-    Lines range is read by its worker one chunk at a time. Outputs of up to
-    ``max_in_flight`` partitions wait in memory to be written.
+    partition_chunks x chunk_size`` records held in the caller, and a file
+    range is read by its worker one chunk at a time. Outputs written on the
+    workers never come back; otherwise the outputs of up to
+    ``max_in_flight`` partitions wait in the caller to be written.
 
     A task lost with its worker is retried by Dask. A partition that kills
     workers again and again (``distributed.KilledWorker``) is run again one
@@ -300,7 +349,7 @@ class Dask(BlockingRunner):
     .. versionadded:: 0.1.0
     """
 
-    __slots__ = ("client", "max_in_flight", "ordered", "partition_chunks", "partitions")
+    __slots__ = ("client", "max_in_flight", "ordered", "partition_chunks", "partitions", "write")
     name = "dask"
 
     def __init__(
@@ -311,12 +360,19 @@ class Dask(BlockingRunner):
         partition_chunks: int = 4,
         ordered: bool = True,
         max_in_flight: int | None = None,
+        write: Literal["workers", "caller"] = "workers",
     ) -> None:
         self.client = client
         self.partitions = positive("partitions", partitions, "Dask", optional=True)
         self.partition_chunks: int = positive("partition_chunks", partition_chunks, "Dask") or 1
         self.ordered = bool(ordered)
         self.max_in_flight = positive("max_in_flight", max_in_flight, "Dask", optional=True)
+        if write not in ("workers", "caller"):
+            raise ConfigurationError(
+                f"Dask: write must be 'workers' or 'caller', got {write!r}",
+                details={"runner": "Dask", "option": "write", "value": repr(write)},
+            )
+        self.write: Literal["workers", "caller"] = write
 
     def run(self, job: Job) -> RunReport:
         """
@@ -349,7 +405,13 @@ class Dask(BlockingRunner):
                     )
                     client = stack.enter_context(distributed.Client(cluster))
             threads = max(1, sum(client.nthreads().values()))
-            results = self._results(job, client, distributed, blob, token, threads)
+            out: str | None = None
+            if job.sink.discard:
+                out = "discard"  # nothing to write: the workers only count
+            elif self.write == "workers" and job.sink.partitioned:
+                out = "parts"
+                job.receipts = []
+            results = self._results(job, client, distributed, blob, token, threads, out)
             try:
                 return job.execute(results, self.name)
             finally:
@@ -376,60 +438,70 @@ class Dask(BlockingRunner):
         return _group(job.chunks(), per)
 
     def _results(
-        self, job: Job, client: Any, distributed: Any, blob: bytes, token: str, threads: int
+        self,
+        job: Job,
+        client: Any,
+        distributed: Any,
+        blob: bytes,
+        token: str,
+        threads: int,
+        out: str | None,
     ) -> Generator[ChunkResult, None, None]:
         window = self.max_in_flight or 2 * threads
         # The stages travel inline with every task (they are small, and
         # scattered data would be lost with a dying worker); workers unpickle
         # them once per run (cached by token).
-        pending: deque[tuple[Any, Any]] = deque()
+        pending: deque[tuple[str, Any, Any]] = deque()
         size, run_id = job.chunk_size, job.run_id
 
-        def submit(part: Any, **options: Any) -> Any:
+        def submit(key: str, part: Any, **options: Any) -> Any:
             if isinstance(part, _Chunks):
                 # Records go to a worker as data, not inside the task graph: the
                 # scheduler keeps submitted graphs, and would grow with the source.
                 part = client.scatter(part, hash=False)
+            # Outputs go to a part of the sink, written by the worker, or back here.
+            target = job.sink.part(key) if out == "parts" else out
             return client.submit(
-                _run_partition, token, blob, part, size, run_id, pure=False, **options
+                _run_partition, token, blob, part, size, run_id, target, pure=False, **options
             )
 
         try:
-            for part in self._partitions(job, threads):
-                pending.append((part, submit(part)))
+            for i, part in enumerate(self._partitions(job, threads)):
+                key = f"{i:06d}"
+                pending.append((key, part, submit(key, part)))
                 while len(pending) >= window:
                     yield from self._take(job, pending, distributed, submit)
             while pending:
                 yield from self._take(job, pending, distributed, submit)
         finally:
-            for _, fut in pending:
+            for _, _, fut in pending:
                 fut.cancel()
 
     def _take(
         self,
         job: Job,
-        pending: deque[tuple[Any, Any]],
+        pending: deque[tuple[str, Any, Any]],
         distributed: Any,
         submit: Callable[..., Any],
     ) -> Iterator[ChunkResult]:
         if self.ordered:
-            part, fut = pending.popleft()
+            entry = pending.popleft()
         else:
-            futures = [f for _, f in pending]
-            distributed.wait(futures, return_when="FIRST_COMPLETED")
-            part, fut = next((p, f) for p, f in pending if f.done())
-            pending.remove((part, fut))
+            distributed.wait([f for _, _, f in pending], return_when="FIRST_COMPLETED")
+            entry = next(e for e in pending if e[2].done())
+            pending.remove(entry)
+        key, part, fut = entry
         try:
             kind, value = fut.result()
         except (distributed.KilledWorker, _cancelled(distributed)) as exc:
             # Killed with its workers, or its records were lost with one.
             job.log.warning("worker.died", runner="dask", error=safe_str(exc, 200))
-            yield from self._isolate(job, part, distributed, submit)
+            yield from self._isolate(job, key, part, distributed, submit)
             return
         yield from _unpack(kind, value)
 
     def _isolate(
-        self, job: Job, part: Any, distributed: Any, submit: Callable[..., Any]
+        self, job: Job, key: str, part: Any, distributed: Any, submit: Callable[..., Any]
     ) -> Iterator[ChunkResult]:
         """
         Run a partition whose workers died again, one chunk at a time.
@@ -438,8 +510,8 @@ class Dask(BlockingRunner):
         killed) succeed; the chunk that kills its worker again fails into the
         dead letters, alone.
         """
-        for chunk in part.read(job.chunk_size):
-            fut = submit(_Chunks([chunk]), retries=0)
+        for j, chunk in enumerate(part.read(job.chunk_size)):
+            fut = submit(f"{key}-{j:06d}", _Chunks([chunk]), retries=0)
             try:
                 kind, value = fut.result()
             except (distributed.KilledWorker, _cancelled(distributed)) as exc:
