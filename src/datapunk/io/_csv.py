@@ -16,6 +16,7 @@ from datapunk.io._files import (
     _BOM,
     DEFAULT_MAX_LINE_BYTES,
     AtomicFile,
+    Bounded,
     check_max_line_bytes,
     check_readable,
     describe_bad_utf8,
@@ -43,22 +44,30 @@ def _check_delimiter(delimiter: object) -> str:
 
 
 def _decoded_lines(
-    f: Any, encoding: str, limit: int, bad: dict[int, tuple[str, str]]
+    f: Any,
+    encoding: str,
+    limit: int,
+    bad: dict[int, tuple[str, str]],
+    *,
+    first_line: int = 1,
+    bom: bool = True,
 ) -> Iterator[str]:
     """
     Feed :func:`csv.reader` decoded lines, bounded in length.
 
     An undecodable or oversize line is replaced (by its text with U+FFFD, or
     by an empty line) and recorded in *bad* under its 1-based number, so the
-    row holding it becomes a failed record. A UTF-8 BOM is stripped.
+    row holding it becomes a failed record. A UTF-8 BOM is stripped (when
+    *bom*: reading from the start of the file). *first_line* is the number of
+    the first line read.
     """
     readline = f.readline
     size = limit + 1
     first = readline(size)
-    if first.startswith(_BOM):
+    if bom and first.startswith(_BOM):
         first = first[3:]
     line = first
-    n = 0
+    n = first_line - 1
     while line:
         n += 1
         if len(line) >= size and not line.endswith(b"\n"):
@@ -195,19 +204,20 @@ class CsvSource:
         return None
 
     def _rows(
-        self, reader: Any, bad: dict[int, tuple[str, str]], header: list[str]
+        self, reader: Any, bad: dict[int, tuple[str, str]], header: list[str], base: int = 0
     ) -> Iterator[tuple[int, Any]]:
+        """Yield the data rows; *base* is the number of lines before the reader's first."""
         width = len(header)
         nulls = self.null_values
         delimiter = self.delimiter
-        end = reader.line_num
+        end = base + reader.line_num
         while True:
             try:
                 # The common case stays in this loop; anything odd is handled
                 # off the fast path (and the loop resumes where it was).
                 for row in reader:
                     start = end + 1
-                    end = reader.line_num
+                    end = base + reader.line_num
                     if len(row) == width and not bad:
                         record = dict(zip(header, row, strict=True))
                         if nulls and not nulls.isdisjoint(row):
@@ -220,7 +230,7 @@ class CsvSource:
                         if odd is not None:
                             yield start, odd
             except csv.Error as exc:
-                start, end = end + 1, reader.line_num
+                start, end = end + 1, base + reader.line_num
                 for n in range(start, end + 1):
                     bad.pop(n, None)
                 yield (
@@ -271,6 +281,113 @@ class CsvSource:
 
     def __repr__(self) -> str:
         return f"CsvSource({self.name!r})"
+
+
+class _Counting:
+    """A binary file's ``readline``, counting the bytes read."""
+
+    __slots__ = ("f", "pos")
+
+    def __init__(self, f: Any) -> None:
+        self.f = f
+        self.pos = 0
+
+    def readline(self, limit: int = -1) -> bytes:
+        line: bytes = self.f.readline(limit)
+        self.pos += len(line)
+        return line
+
+
+def scan_chunks(
+    source: CsvSource, chunk_size: int
+) -> tuple[list[str], list[tuple[int, int]], int, int]:
+    """
+    Find where every chunk of *source*'s records starts, with the parser itself.
+
+    The file is tokenised by :mod:`csv` exactly as :meth:`CsvSource.read`
+    does (no dicts are built), so a quoted field spanning lines, a ragged row
+    or a bad line counts as it will when read, and a cut never falls inside
+    a record.
+
+    Args:
+        source: An uncompressed CSV source.
+        chunk_size: Records per chunk.
+
+    Returns:
+        ``(header, starts, records, end)``: the columns; ``(byte offset,
+        line number)`` where each chunk starts; how many records; the file's
+        size.
+
+    Raises:
+        SourceError: If the header row cannot be read.
+    """
+    bad: dict[int, tuple[str, str]] = {}
+    with source.path.open("rb") as f:
+        counting = _Counting(f)
+        lines = _decoded_lines(counting, source.encoding, source.max_line_bytes, bad)
+        reader = csv.reader(lines, delimiter=source.delimiter, strict=False)
+        header = source.fieldnames
+        if header is None:
+            header = source._header(reader, bad)
+            if header is None:
+                return [], [], 0, counting.pos
+        starts = [(counting.pos, reader.line_num + 1)]
+        records = 0
+        end = reader.line_num
+        while True:
+            try:
+                for row in reader:
+                    start, end = end + 1, reader.line_num
+                    hit = False
+                    if bad:
+                        for n in range(start, end + 1):
+                            hit = bad.pop(n, None) is not None or hit
+                    if not row and not hit:
+                        continue  # a blank line: no record
+                    records += 1
+                    if records % chunk_size == 0:
+                        starts.append((counting.pos, end + 1))
+            except csv.Error:
+                start, end = end + 1, reader.line_num
+                for n in range(start, end + 1):
+                    bad.pop(n, None)
+                records += 1
+                if records % chunk_size == 0:
+                    starts.append((counting.pos, end + 1))
+            else:
+                break
+    return header, starts, records, counting.pos
+
+
+def read_range(
+    source: CsvSource, start: int, end: int, first_line: int, header: list[str]
+) -> Iterator[tuple[int, Any]]:
+    """
+    Yield the records of bytes ``start..end`` of *source*, as :meth:`CsvSource.read` would.
+
+    Args:
+        source: The CSV source.
+        start: Byte offset of the range (a record's first byte).
+        end: Byte offset where the range ends (a record's end).
+        first_line: The line number at *start*.
+        header: The columns.
+
+    Yields:
+        ``(line_number, record)`` pairs.
+    """
+    bad: dict[int, tuple[str, str]] = {}
+    with source.path.open("rb") as f:
+        f.seek(start)
+        lines = _decoded_lines(
+            Bounded(f, end - start),
+            source.encoding,
+            source.max_line_bytes,
+            bad,
+            first_line=first_line,
+            bom=start == 0,
+        )
+        reader = csv.reader(lines, delimiter=source.delimiter, strict=False)
+        yield from source._rows(reader, bad, header, base=first_line - 1)
 
 
 def _unparse(row: list[str], delimiter: str) -> str:

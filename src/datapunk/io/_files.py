@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_MAX_LINE_BYTES",
     "AtomicFile",
+    "Bounded",
     "Line",
     "check_readable",
     "check_writable_dir",
@@ -174,6 +175,31 @@ def iter_lines(f: IO[bytes], max_line_bytes: int) -> Iterator[Line]:
             yield n, line[:max_line_bytes], True
             continue
         yield n, line, False
+
+
+class Bounded:
+    """
+    A binary file's ``readline`` limited to the next *remaining* bytes.
+
+    Args:
+        f: A binary file, positioned where the range starts.
+        remaining: The range's length in bytes.
+    """
+
+    __slots__ = ("f", "remaining")
+
+    def __init__(self, f: Any, remaining: int) -> None:
+        self.f = f
+        self.remaining = remaining
+
+    def readline(self, limit: int = -1) -> bytes:
+        """Read one line, never past the range's end."""
+        if self.remaining <= 0:
+            return b""
+        size = self.remaining if limit < 0 else min(limit, self.remaining)
+        line: bytes = self.f.readline(size)
+        self.remaining -= len(line)
+        return line
 
 
 def check_max_line_bytes(value: object) -> int:

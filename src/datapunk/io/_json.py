@@ -402,9 +402,12 @@ class JsonSink:
             binary = binary_layer(self._file.stream())
 
             def assemble() -> None:
+                if not any(isinstance(r, dict) and r.get("records") for r in receipts):
+                    binary.write(b"[]\n")
+                    return
                 binary.write(b"[\n")
-                n = append_parts(self._staging, receipts, binary, separator=b",\n")
-                binary.write(b"\n]\n" if n else b"]\n")
+                append_parts(self._staging, receipts, binary, separator=b",\n")
+                binary.write(b"\n]\n")
 
             guard_write(self.path, assemble)
             self._file.commit()

@@ -23,6 +23,7 @@ import io
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
@@ -85,10 +86,21 @@ class Staging:
         return self.directory / name
 
     def remove(self) -> None:
-        """Delete the staging directory and every part in it."""
-        if self.directory is not None:
+        """
+        Delete the staging directory and every part in it.
+
+        Workers of a failed run may still be writing parts: a part created
+        while the directory is being emptied makes its removal fail, so it is
+        tried again; once the directory is gone, no part can be created.
+        """
+        if self.directory is None:
+            return
+        for _ in range(100):
             shutil.rmtree(self.directory, ignore_errors=True)
-            self.directory = None
+            if not self.directory.exists():
+                break
+            time.sleep(0.01)
+        self.directory = None
 
 
 class FilePart:

@@ -75,7 +75,7 @@ class _JsonlRange:
     first_line: int
 
     def read(self, chunk_size: int) -> Iterator[RawChunk]:
-        from datapunk.io._files import iter_lines
+        from datapunk.io._files import Bounded, iter_lines
         from datapunk.io._jsonl import parse_or_malformed
 
         src = self.source
@@ -86,7 +86,7 @@ class _JsonlRange:
         with src.path.open("rb") as f:
             f.seek(self.start)
             for rel, raw, oversize in iter_lines(
-                cast("IO[bytes]", _Bounded(f, self.end - self.start)), limit
+                cast("IO[bytes]", Bounded(f, self.end - self.start)), limit
             ):
                 n = self.first_line + rel - 1
                 if oversize:
@@ -109,24 +109,6 @@ class _JsonlRange:
                     positions, records, malformed = [], [], []
         if records:
             yield positions, records, malformed
-
-
-class _Bounded:
-    """A binary file's ``readline`` limited to the next *remaining* bytes."""
-
-    __slots__ = ("f", "remaining")
-
-    def __init__(self, f: Any, remaining: int) -> None:
-        self.f = f
-        self.remaining = remaining
-
-    def readline(self, limit: int = -1) -> bytes:
-        if self.remaining <= 0:
-            return b""
-        size = self.remaining if limit < 0 else min(limit, self.remaining)
-        line: bytes = self.f.readline(size)
-        self.remaining -= len(line)
-        return line
 
 
 def _jsonl_ranges(source: Any, chunk_size: int, partitions: int) -> list[_JsonlRange] | None:
@@ -153,6 +135,59 @@ def _jsonl_ranges(source: Any, chunk_size: int, partitions: int) -> list[_JsonlR
         _JsonlRange(source, start, stop, line)
         for (start, line), (stop, _) in itertools.pairwise(cuts)
     ]
+
+
+@attrs.frozen
+class _CsvRange:
+    """A byte range of a CSV file holding whole records, read by the worker."""
+
+    source: Any
+    start: int
+    end: int
+    first_line: int
+    header: tuple[str, ...]
+
+    def read(self, chunk_size: int) -> Iterator[RawChunk]:
+        from datapunk.io._csv import read_range
+
+        rows = read_range(self.source, self.start, self.end, self.first_line, list(self.header))
+        return _chunked(rows, chunk_size)
+
+
+def _csv_ranges(source: Any, chunk_size: int, partitions: int) -> list[_CsvRange] | None:
+    """Cut a CSV file into byte ranges of whole chunks (``None``: cannot)."""
+    from datapunk.io._csv import scan_chunks
+    from datapunk.io._files import _is_gzip
+
+    if _is_gzip(source.path):
+        return None  # a gzip stream cannot be entered in the middle
+    header, starts, records, end = scan_chunks(source, chunk_size)
+    if not records:
+        return []
+    n_chunks = math.ceil(records / chunk_size)
+    per = math.ceil(n_chunks / max(1, partitions))
+    cuts = [starts[i] for i in range(0, n_chunks, per)] + [(end, 0)]
+    return [
+        _CsvRange(source, start, stop, line, tuple(header))
+        for (start, line), (stop, _) in itertools.pairwise(cuts)
+    ]
+
+
+def _chunked(pairs: Iterator[tuple[Any, Any]], chunk_size: int) -> Iterator[RawChunk]:
+    """Group ``(position, record)`` pairs into chunks, noting the malformed ones."""
+    positions: list[Any] = []
+    records: list[Any] = []
+    malformed: list[int] = []
+    for position, record in pairs:
+        if record.__class__ is Malformed:
+            malformed.append(len(records))
+        positions.append(position)
+        records.append(record)
+        if len(records) >= chunk_size:
+            yield positions, records, malformed
+            positions, records, malformed = [], [], []
+    if records:
+        yield positions, records, malformed
 
 
 @attrs.frozen
@@ -419,7 +454,7 @@ class Dask(BlockingRunner):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _partitions(self, job: Job, threads: int) -> Iterator[Any]:
-        from datapunk.io import JsonlSource
+        from datapunk.io import CsvSource, JsonlSource
 
         obj = job.reader.obj
         size = job.chunk_size
@@ -428,6 +463,10 @@ class Dask(BlockingRunner):
             ranges = _jsonl_ranges(obj, size, target)
             if ranges is not None:
                 return iter(ranges)
+        if isinstance(obj, CsvSource):
+            cuts = _csv_ranges(obj, size, target)
+            if cuts is not None:
+                return iter(cuts)
         if type(obj).__name__ == "ParquetSource" and type(obj).__module__.startswith("datapunk"):
             parts = _parquet_parts(obj, size, target)
             if parts is not None:
