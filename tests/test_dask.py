@@ -196,6 +196,36 @@ class TestDask:
         assert out == [{"a": i} for i in range(200) if not 40 <= i < 50]
         assert report.failed == 10
 
+    @pytest.mark.slow
+    def test_killed_workers_with_parts_written_on_workers(self, tmp_path):
+        """The chunks of a killed partition are rerun as parts of their own; the file is whole."""
+        import dask
+        import distributed
+
+        target = tmp_path / "out.jsonl"
+        with (
+            dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+            distributed.LocalCluster(
+                processes=True, n_workers=2, threads_per_worker=1, dashboard_address=":0"
+            ) as cluster,
+            distributed.Client(cluster, set_as_default=False) as client,
+        ):
+            dead: list[datapunk.DeadLetter] = []
+            report = datapunk.Pipeline(exit_on_42).run(
+                [{"a": i} for i in range(200)],
+                str(target),
+                dead_letter=dead,
+                chunk_size=10,
+                runner=Dask(client, partitions=5),
+            )
+        assert [d.position for d in dead] == list(range(40, 50))
+        lines = target.read_text().splitlines()
+        assert [json.loads(line)["a"] for line in lines] == [
+            i for i in range(200) if not 40 <= i < 50
+        ]
+        assert report.records_out == 190
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out.jsonl"]
+
 
 def fail_on_sevens(x: int) -> int:
     if x % 7 == 0:

@@ -12,6 +12,7 @@ import csv
 import itertools
 import json
 import pickle
+import re
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -89,7 +90,8 @@ def csv_files(draw: st.DrawFn) -> bytes:
         )
     )
     ending = draw(st.sampled_from(["", "\n", "\r\n"]))
-    text = "h1,h2\n" + "\n".join(rows) + ending
+    header = draw(st.sampled_from(["h1,h2", "h1,h2", "h1,h1", "\udcff,h2"]))
+    text = header + "\n" + "\n".join(rows) + ending
     data = text.encode("utf-8", "surrogateescape")
     return (b"\xef\xbb\xbf" + data) if draw(st.booleans()) else data
 
@@ -114,9 +116,9 @@ class TestCsvRanges:
         try:
             want: Any = chunks_of(as_source(source, size).chunks())
         except datapunk.SourceError as exc:
-            with pytest.raises(datapunk.SourceError) as info:
+            message = str(exc)
+            with pytest.raises(datapunk.SourceError, match=re.escape(message)):
                 _csv_ranges(source, size, partitions)
-            assert str(info.value) == str(exc)
             return
         ranges = _csv_ranges(source, size, partitions)
         assert ranges is not None
@@ -408,7 +410,7 @@ class TestProtocol:
         part.write([{"a": 1}])
         receipt = part.commit()
         (sink._staging.file(receipt)).unlink()
-        with pytest.raises(datapunk.SinkError, match="out.jsonl"):
+        with pytest.raises(datapunk.SinkError, match=r"out\.jsonl"):
             sink.commit_parts([receipt])
         assert leftovers(tmp_path) == []
 
