@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     import os
     from collections.abc import Iterable, Iterator, Sequence
 
+    from datapunk.plugins import SinkPart
+
 __all__ = ["CsvPart", "CsvSink", "CsvSource"]
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})
@@ -449,7 +451,7 @@ class CsvSink:
         self._quote_all: Any = None
         self._staging = Staging(self.path)
 
-    def part(self, key: str) -> CsvPart:
+    def part(self, key: str) -> SinkPart[Any]:
         """
         Return a writer for one part of the output, to use on a worker.
 

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     import os
     from collections.abc import Iterator, Sequence
 
+    from datapunk.plugins import SinkPart
+
 __all__ = ["JsonPart", "JsonSink", "JsonSource"]
 
 _BLOCK = 1 << 16
@@ -377,7 +379,7 @@ class JsonSink:
         self._count = 0
         self._staging = Staging(self.path)
 
-    def part(self, key: str) -> JsonPart:
+    def part(self, key: str) -> SinkPart[Any]:
         """
         Return a writer for one part of the array, to use on a worker.
 

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     import os
     from collections.abc import Callable, Iterator, Sequence
 
+    from datapunk.plugins import SinkPart
+
 __all__ = [
     "JsonlPart",
     "JsonlSink",
@@ -324,7 +326,7 @@ class JsonlSink:
         self._file = AtomicFile(self.path, text=False)
         self._staging = Staging(self.path)
 
-    def part(self, key: str) -> JsonlPart:
+    def part(self, key: str) -> SinkPart[Any]:
         """
         Return a writer for one part of the output, to use on a worker.
 
