@@ -12,8 +12,9 @@ Prints one line per figure. Run directly: ``python benchmarks/bench_runners.py``
   against Serial on the same records (target >= 1.7x on 2 cores).
 - dask: the JSON Lines workload (400,000 records: parse, validate, transform,
   filter, write JSON Lines) on a LocalCluster of 2 worker processes, against
-  Serial and Processes(2); per-partition overhead from runs with few and many
-  partitions.
+  Serial and Processes(2), with outputs written on the workers and brought
+  back to the caller; the same workload from CSV split by byte ranges;
+  per-partition overhead from runs with few and many partitions.
 - rss: peak RSS of each runner streaming 500,000 and 2,000,000 generated
   records, each run in a fresh interpreter.
 """
@@ -97,6 +98,19 @@ JSONL_PIPE = datapunk.Pipeline(
 )
 
 
+def from_csv(row: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": int(row["id"]),
+        "name": row["name"],
+        "price": float(row["price"]),
+        "qty": int(row["qty"]),
+        "tags": json.loads(row["tags"]),
+    }
+
+
+CSV_PIPE = datapunk.Pipeline(datapunk.Stage(from_csv), JSONL_PIPE, name="csv-workload")
+
+
 def timed(fn: Any) -> float:
     t0 = time.perf_counter()
     fn()
@@ -177,16 +191,26 @@ def make_jsonl(path: Path, n: int) -> None:
             f.write(json.dumps(row) + "\n")
 
 
+def make_csv(path: Path, n: int) -> None:
+    with path.open("w", encoding="utf-8") as f:
+        f.write("id,name,price,qty,tags\n")
+        for i in range(n):
+            name = f'"item\nnumber {i % 977}"' if i % 100 == 3 else f"item number {i % 977}"
+            f.write(f'{i},{name},{(i % 1000) / 10 + 0.5},{i % 7},"[""b"",""a"",""{i % 13}""]"\n')
+
+
 def bench_dask(quick: bool) -> None:
     import distributed
 
     n = 50_000 if quick else 400_000
     tmp = Path(tempfile.mkdtemp(prefix="datapunk-bench-"))
-    src = tmp / "in.jsonl"
+    src, csv_src = tmp / "in.jsonl", tmp / "in.csv"
     make_jsonl(src, n)
-    out = tmp / "out.jsonl"
-    serial = timed(lambda: JSONL_PIPE.run(str(src), str(out)))
+    make_csv(csv_src, n)
+    out, want = tmp / "out.jsonl", tmp / "serial.jsonl"
+    serial = timed(lambda: JSONL_PIPE.run(str(src), str(want)))
     procs = timed(lambda: JSONL_PIPE.run(str(src), str(out), runner=Processes(2)))
+    csv_serial = timed(lambda: CSV_PIPE.run(str(csv_src), str(tmp / "csv-serial.jsonl")))
     with (
         distributed.LocalCluster(
             n_workers=2, threads_per_worker=1, processes=True, dashboard_address=":0"
@@ -197,6 +221,17 @@ def bench_dask(quick: bool) -> None:
 
         JSONL_PIPE.run(str(src), None, runner=Dask(client, partitions=2))  # warm up workers
         dask = timed(lambda: JSONL_PIPE.run(str(src), str(out), runner=Dask(client, partitions=4)))
+        assert out.read_bytes() == want.read_bytes(), "Dask's output differs from Serial's"
+        caller = timed(
+            lambda: JSONL_PIPE.run(
+                str(src), str(out), runner=Dask(client, partitions=4, write="caller")
+            )
+        )
+        csv_out = tmp / "csv-dask.jsonl"
+        csv_dask = timed(
+            lambda: CSV_PIPE.run(str(csv_src), str(csv_out), runner=Dask(client, partitions=4))
+        )
+        assert csv_out.read_bytes() == (tmp / "csv-serial.jsonl").read_bytes()
         few, many = 4, 100
         t_few = timed(lambda: JSONL_PIPE.run(str(src), None, runner=Dask(client, partitions=few)))
         t_many = timed(lambda: JSONL_PIPE.run(str(src), None, runner=Dask(client, partitions=many)))
@@ -213,6 +248,17 @@ def bench_dask(quick: bool) -> None:
         f"{n} JSONL records (parse, validate, enrich, filter, write): serial {serial:.2f} s, "
         f"Processes(2) {procs:.2f} s, Dask LocalCluster(2) {dask:.2f} s; Dask/Serial speedup "
         f"{serial / dask:.2f}x, Dask/Processes(2) speedup {procs / dask:.2f}x",
+    )
+    line(
+        "dask",
+        f"outputs written on the workers {dask:.2f} s vs brought back to the caller "
+        f"{caller:.2f} s ({caller / dask:.2f}x); same bytes as Serial",
+    )
+    line(
+        "dask",
+        f"{n} CSV records by byte ranges (quoted newlines every 100 rows): serial "
+        f"{csv_serial:.2f} s, Dask {csv_dask:.2f} s; Dask/Serial speedup "
+        f"{csv_serial / csv_dask:.2f}x; same bytes as Serial",
     )
     line(
         "dask",
