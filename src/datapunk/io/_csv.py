@@ -489,7 +489,7 @@ class CsvSink:
         try:
             parts = [r for r in receipts if isinstance(r, dict) and r.get("records")]
             if parts:
-                header = self.fieldnames or list(parts[0]["columns"])
+                header = self.fieldnames or list(parts[0]["header"])
                 self._check_columns(header, parts)
                 guard_write(self.path, partial(self._assemble, header, parts))
             self._file.commit()
@@ -619,10 +619,11 @@ class CsvPart(FilePart):
     """
     One part of a CSV output, written on a worker (see :meth:`CsvSink.part`).
 
-    Rows are written without a header; the receipt names their columns
-    (*fieldnames*, or the first record's keys, extended by any new key a
-    later record has), which :meth:`CsvSink.commit_parts` checks and lays
-    under the output's header.
+    Rows are written without a header; the receipt names the first record's
+    keys (the output's header, if this is the first part with records) and
+    the rows' columns (*fieldnames*, or the first record's keys extended by
+    any new key a later record has), which :meth:`CsvSink.commit_parts`
+    checks and lays under the output's header.
 
     Args:
         directory: The staging directory.
@@ -648,6 +649,7 @@ class CsvPart(FilePart):
         self.encoding = encoding
         self.fixed = fieldnames is not None
         self.columns: list[Any] | None = list(fieldnames) if fieldnames is not None else None
+        self.header = self.columns
         self.grown = False
         self._text: Any = None
 
@@ -681,6 +683,7 @@ class CsvPart(FilePart):
                 )
             if columns is None:
                 self.columns = columns = [str(k) for k in rec]
+                self.header = list(columns)
                 fields = frozenset(columns)
             if rec.keys() != fields:
                 extra = [k for k in rec if k not in fields]
@@ -719,5 +722,5 @@ class CsvPart(FilePart):
             self._text = None
 
     def receipt(self) -> dict[str, Any]:
-        """Return the columns of the rows written, and whether they grew."""
-        return {"columns": self.columns, "grown": self.grown}
+        """Return the first record's columns, those of the rows written, and whether they grew."""
+        return {"header": self.header, "columns": self.columns, "grown": self.grown}
