@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import pickle
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +25,7 @@ values = st.one_of(
 )
 records = st.lists(
     st.lists(st.sampled_from(KEYS), unique=True, min_size=1).flatmap(
-        lambda keys: st.fixed_dictionaries({k: values for k in keys})
+        lambda keys: st.fixed_dictionaries(dict.fromkeys(keys, values))
     ),
     max_size=25,
 )
@@ -69,10 +70,10 @@ def split(draw: st.DrawFn) -> tuple[list[list[Any]], list[list[list[Any]]]]:
     recs = draw(records)
     cuts = sorted(draw(st.lists(st.integers(0, len(recs)), max_size=6)))
     bounds = [0, *cuts, len(recs)]
-    batches = [recs[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    batches = [recs[a:b] for a, b in itertools.pairwise(bounds)]
     group_cuts = sorted(draw(st.lists(st.integers(0, len(batches)), max_size=4)))
     gb = [0, *group_cuts, len(batches)]
-    groups = [batches[a:b] for a, b in zip(gb, gb[1:], strict=False)]
+    groups = [batches[a:b] for a, b in itertools.pairwise(gb)]
     return batches, groups
 
 
@@ -128,7 +129,7 @@ class TestAssembledParts:
             raise OSError(28, "No space left on device")
 
         monkeypatch.setattr("tempfile.mkdtemp", full)
-        with pytest.raises(datapunk.SinkError, match="staging directory next to .*No space left"):
+        with pytest.raises(datapunk.SinkError, match=r"staging directory next to .*No space left"):
             sink.part("000000")
 
     def test_part_in_a_vanished_directory(self, tmp_path):
