@@ -25,7 +25,7 @@ from datapunk.io._files import (
     guard_write,
     open_binary,
 )
-from datapunk.io._jsonl import dumps_function, loads_function
+from datapunk.io._jsonl import dumps_function, encode_lines, loads_function
 from datapunk.io._parts import FilePart, Staging, append_parts, binary_layer
 
 if TYPE_CHECKING:
@@ -428,8 +428,9 @@ class JsonSink:
         """
         if not records:
             return
-        body = b",\n".join([self._dumps(r) for r in records])
-        text = (b"[\n" if self._count == 0 else b",\n") + body
+        text = bytearray(b"[\n" if self._count == 0 else b",\n")
+        text += encode_lines(self._dumps, records, b",\n")
+        del text[-2:]
         self._count += len(records)
         stream = self._file.stream()
         guard_write(self.path, lambda: stream.write(text))
@@ -473,7 +474,7 @@ class JsonPart(FilePart):
         """
         if not records:
             return
-        dumps = dumps_function(self.use_orjson)
-        body = b",\n".join([dumps(r) for r in records])
+        body = encode_lines(dumps_function(self.use_orjson), records, b",\n")
+        del body[-2:]
         self.write_bytes(body if not self.records else b",\n" + body)
         self.records += len(records)
