@@ -31,9 +31,9 @@ __all__ = [
     "JsonlPart",
     "JsonlSink",
     "JsonlSource",
-    "encode_lines",
     "dumps_function",
     "dumps_record",
+    "encode_lines",
     "loads_function",
 ]
 

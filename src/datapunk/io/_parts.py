@@ -146,7 +146,7 @@ class FilePart:
             self._raw = os.fdopen(fd, "wb", buffering=_BUFFER)
         return self._raw
 
-    def write_bytes(self, data: bytes) -> None:
+    def write_bytes(self, data: bytes | bytearray) -> None:
         """Append *data* to the part."""
         stream = self._stream()
         try:
