@@ -72,8 +72,7 @@ class TestDask:
     def test_jsonl_by_byte_ranges_matches_serial(self, dask_client, tmp_path):
         """A JSON Lines file split in byte ranges gives Serial's answer, line numbers included."""
         path = write_jsonl(tmp_path / "in.jsonl", 2000, broken_every=300)
-        ranges = _jsonl_ranges(datapunk.io.read(path), 50, 4)
-        assert ranges is not None
+        ranges = list(_jsonl_ranges(datapunk.io.read(path), 50, 4) or ())
         assert len(ranges) == 4
         want = outcome(str(path))
         got = outcome(str(path), runner=Dask(dask_client, partitions=4))
@@ -85,8 +84,8 @@ class TestDask:
         """Byte ranges are contiguous, start on whole chunks and cover every line."""
         path = write_jsonl(tmp_path / "in.jsonl", 1000, broken_every=97)
         source = datapunk.io.read(path)
-        ranges = _jsonl_ranges(source, 30, 7)
-        assert ranges is not None
+        ranges = list(_jsonl_ranges(source, 30, 7) or ())
+        assert 1 < len(ranges) <= 7
         assert ranges[0].start == 0
         assert ranges[-1].end == path.stat().st_size
         assert all(a.end == b.start for a, b in itertools.pairwise(ranges))

@@ -24,7 +24,7 @@ from datapunk._core.adapters import as_source
 from datapunk.io import CsvSink, CsvSource, JsonlSink
 from datapunk.plugins import PartitionedSink, SinkPart
 from datapunk.runners import Dask
-from datapunk.runners._dask import _csv_ranges
+from datapunk.runners._dask import _csv_ranges, _jsonl_ranges
 from strategies import build, int_records, pipeline_specs
 
 if TYPE_CHECKING:
@@ -118,10 +118,9 @@ class TestCsvRanges:
         except datapunk.SourceError as exc:
             message = str(exc)
             with pytest.raises(datapunk.SourceError, match=re.escape(message)):
-                _csv_ranges(source, size, partitions)
+                list(_csv_ranges(source, size, partitions) or ())
             return
-        ranges = _csv_ranges(source, size, partitions)
-        assert ranges is not None
+        ranges = list(_csv_ranges(source, size, partitions) or ())
         got = chunks_of(c for r in ranges for c in r.read(size))
         assert got == want
         if ranges:
@@ -129,13 +128,38 @@ class TestCsvRanges:
             assert all(a.end == b.start for a, b in itertools.pairwise(ranges))
             assert len(ranges) <= partitions
 
+    @settings(deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+    @given(
+        lines=st.lists(
+            st.sampled_from(
+                ['{"a": 1}', "2", "", "   ", "{broken", '"' + "x" * 50 + '"', "\udcff"]
+            ),
+            max_size=40,
+        ),
+        ending=st.sampled_from(["", "\n"]),
+        size=st.integers(1, 6),
+        partitions=st.integers(1, 6),
+    )
+    def test_jsonl_ranges_read_what_serial_reads(self, tmp_path, lines, ending, size, partitions):
+        """JSON Lines byte ranges give Serial's chunks, blank and broken lines included."""
+        path = tmp_path / "in.jsonl"
+        data = ("\n".join(lines) + ending).encode("utf-8", "surrogateescape")
+        path.write_bytes(data)
+        source = datapunk.io.JsonlSource(path, max_line_bytes=40)
+        want = chunks_of(as_source(source, size).chunks())
+        ranges = list(_jsonl_ranges(source, size, partitions) or ())
+        assert chunks_of(c for r in ranges for c in r.read(size)) == want
+        assert len(ranges) <= partitions
+        if ranges:
+            assert ranges[-1].end == len(data)
+            assert all(a.end == b.start for a, b in itertools.pairwise(ranges))
+
     def test_a_quoted_field_spanning_lines_is_never_cut(self, tmp_path):
         """A record over several lines stays whole, wherever the chunk boundaries fall."""
         path = tmp_path / "in.csv"
         rows = [f'{i},"line one\nline two of {i}"\n' for i in range(40)]
         path.write_text("id,text\n" + "".join(rows))
-        ranges = _csv_ranges(CsvSource(path), 3, 5)
-        assert ranges is not None
+        ranges = list(_csv_ranges(CsvSource(path), 3, 5) or ())
         starts = [r.first_line for r in ranges]
         assert len(ranges) == 5
         assert all(s % 2 == 0 for s in starts)  # every record starts on an even line
@@ -151,10 +175,10 @@ class TestCsvRanges:
         assert _csv_ranges(CsvSource(gz), 10, 2) is None
         empty = tmp_path / "empty.csv"
         empty.write_text("a,b\n")
-        assert _csv_ranges(CsvSource(empty), 10, 2) == []
+        assert list(_csv_ranges(CsvSource(empty), 10, 2) or [None]) == []
         nothing = tmp_path / "nothing.csv"
         nothing.write_text("")
-        assert _csv_ranges(CsvSource(nothing), 10, 2) == []
+        assert list(_csv_ranges(CsvSource(nothing), 10, 2) or [None]) == []
 
     def test_csv_on_dask_matches_serial(self, dask_client, tmp_path):
         """A CSV file read by the workers by byte ranges gives Serial's answer."""

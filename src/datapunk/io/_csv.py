@@ -31,7 +31,7 @@ if TYPE_CHECKING:
 
     from datapunk.plugins import SinkPart
 
-__all__ = ["CsvPart", "CsvSink", "CsvSource"]
+__all__ = ["ChunkScan", "CsvPart", "CsvSink", "CsvSource", "read_range"]
 
 _PLAIN = frozenset({str, int, float, bool, type(None)})
 
@@ -300,65 +300,70 @@ class _Counting:
         return line
 
 
-def scan_chunks(
-    source: CsvSource, chunk_size: int
-) -> tuple[list[str], list[tuple[int, int]], int, int]:
+class ChunkScan:
     """
-    Find where every chunk of *source*'s records starts, with the parser itself.
+    Where every chunk of a CSV file's records starts, found by the parser itself.
 
     The file is tokenised by :mod:`csv` exactly as :meth:`CsvSource.read`
     does (no dicts are built), so a quoted field spanning lines, a ragged row
-    or a bad line counts as it will when read, and a cut never falls inside
-    a record.
+    or a bad line counts as it will when read, and a cut never falls inside a
+    record. Iterating yields ``(byte offset, line number, records before)``
+    where each chunk starts, the first one included, and lastly the end of
+    the file with the number of records; :attr:`header` is set before the
+    first item. A file with no header row yields nothing.
 
     Args:
         source: An uncompressed CSV source.
         chunk_size: Records per chunk.
 
-    Returns:
-        ``(header, starts, records, end)``: the columns; ``(byte offset,
-        line number)`` where each chunk starts; how many records; the file's
-        size.
-
     Raises:
-        SourceError: If the header row cannot be read.
+        SourceError: (when iterated) If the header row cannot be read.
     """
-    bad: dict[int, tuple[str, str]] = {}
-    with source.path.open("rb") as f:
-        counting = _Counting(f)
-        lines = _decoded_lines(counting, source.encoding, source.max_line_bytes, bad)
-        reader = csv.reader(lines, delimiter=source.delimiter, strict=False)
-        header = source.fieldnames
-        if header is None:
-            header = source._header(reader, bad)
+
+    def __init__(self, source: CsvSource, chunk_size: int) -> None:
+        self.source = source
+        self.chunk_size = chunk_size
+        self.header: list[str] = []
+
+    def __iter__(self) -> Iterator[tuple[int, int, int]]:
+        source, size = self.source, self.chunk_size
+        bad: dict[int, tuple[str, str]] = {}
+        with source.path.open("rb") as f:
+            counting = _Counting(f)
+            lines = _decoded_lines(counting, source.encoding, source.max_line_bytes, bad)
+            reader = csv.reader(lines, delimiter=source.delimiter, strict=False)
+            header = source.fieldnames
             if header is None:
-                return [], [], 0, counting.pos
-        starts = [(counting.pos, reader.line_num + 1)]
-        records = 0
-        end = reader.line_num
-        while True:
-            try:
-                for row in reader:
+                header = source._header(reader, bad)
+                if header is None:
+                    return
+            self.header = header
+            yield counting.pos, reader.line_num + 1, 0
+            records = 0
+            end = reader.line_num
+            while True:
+                try:
+                    for row in reader:
+                        start, end = end + 1, reader.line_num
+                        hit = False
+                        if bad:
+                            for n in range(start, end + 1):
+                                hit = bad.pop(n, None) is not None or hit
+                        if not row and not hit:
+                            continue  # a blank line: no record
+                        records += 1
+                        if records % size == 0:
+                            yield counting.pos, end + 1, records
+                except csv.Error:
                     start, end = end + 1, reader.line_num
-                    hit = False
-                    if bad:
-                        for n in range(start, end + 1):
-                            hit = bad.pop(n, None) is not None or hit
-                    if not row and not hit:
-                        continue  # a blank line: no record
+                    for n in range(start, end + 1):
+                        bad.pop(n, None)
                     records += 1
-                    if records % chunk_size == 0:
-                        starts.append((counting.pos, end + 1))
-            except csv.Error:
-                start, end = end + 1, reader.line_num
-                for n in range(start, end + 1):
-                    bad.pop(n, None)
-                records += 1
-                if records % chunk_size == 0:
-                    starts.append((counting.pos, end + 1))
-            else:
-                break
-    return header, starts, records, counting.pos
+                    if records % size == 0:
+                        yield counting.pos, end + 1, records
+                else:
+                    break
+            yield counting.pos, end + 1, records
 
 
 def read_range(

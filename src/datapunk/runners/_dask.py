@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import itertools
 import math
 import pickle
 from collections import deque
@@ -31,7 +30,7 @@ from datapunk.runners._blocking import BlockingRunner
 from datapunk.runners._common import check_job, positive
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Generator, Iterator
+    from collections.abc import Callable, Generator, Iterable, Iterator
 
     from datapunk._core.adapters import RawChunk
     from datapunk._core.engine import ChunkResult, Op
@@ -111,30 +110,34 @@ class _JsonlRange:
             yield positions, records, malformed
 
 
-def _jsonl_ranges(source: Any, chunk_size: int, partitions: int) -> list[_JsonlRange] | None:
-    """Cut a JSON Lines file into byte ranges of whole chunks (``None``: cannot)."""
-    from datapunk.io._files import _is_gzip, iter_lines
+def _jsonl_ranges(source: Any, chunk_size: int, partitions: int) -> Iterator[_JsonlRange] | None:
+    """Cut a JSON Lines file into byte ranges of whole chunks as it is scanned (or ``None``)."""
+    from datapunk.io._files import _is_gzip
 
     if _is_gzip(source.path):
         return None  # a gzip stream cannot be entered in the middle
-    offsets: list[tuple[int, int]] = [(0, 1)]  # (byte offset, first line) per record count
+    return (
+        _JsonlRange(source, start, stop, line)
+        for start, stop, line in _cuts(
+            _jsonl_boundaries(source, chunk_size), source.path, partitions
+        )
+    )
+
+
+def _jsonl_boundaries(source: Any, chunk_size: int) -> Iterator[tuple[int, int, int]]:
+    """Yield where each chunk of a JSON Lines file starts, then its end (lines, not parsed)."""
+    from datapunk.io._files import iter_lines
+
     records = 0
+    n = 0
+    yield 0, 1, 0
     with source.path.open("rb") as f:
         for n, raw, oversize in iter_lines(f, source.max_line_bytes):
             if oversize or not raw.isspace():
                 records += 1
                 if records % chunk_size == 0:
-                    offsets.append((f.tell(), n + 1))
-        end = f.tell()
-    if not records:
-        return []
-    n_chunks = math.ceil(records / chunk_size)
-    per = math.ceil(n_chunks / max(1, partitions))
-    cuts = [offsets[i] for i in range(0, n_chunks, per)] + [(end, 0)]
-    return [
-        _JsonlRange(source, start, stop, line)
-        for (start, line), (stop, _) in itertools.pairwise(cuts)
-    ]
+                    yield f.tell(), n + 1, records
+        yield f.tell(), n + 1, records
 
 
 @attrs.frozen
@@ -154,23 +157,56 @@ class _CsvRange:
         return _chunked(rows, chunk_size)
 
 
-def _csv_ranges(source: Any, chunk_size: int, partitions: int) -> list[_CsvRange] | None:
-    """Cut a CSV file into byte ranges of whole chunks (``None``: cannot)."""
-    from datapunk.io._csv import scan_chunks
+def _csv_ranges(source: Any, chunk_size: int, partitions: int) -> Iterator[_CsvRange] | None:
+    """Cut a CSV file into byte ranges of whole chunks, as it is scanned (``None``: cannot)."""
+    from datapunk.io._csv import ChunkScan
     from datapunk.io._files import _is_gzip
 
     if _is_gzip(source.path):
         return None  # a gzip stream cannot be entered in the middle
-    header, starts, records, end = scan_chunks(source, chunk_size)
-    if not records:
-        return []
-    n_chunks = math.ceil(records / chunk_size)
-    per = math.ceil(n_chunks / max(1, partitions))
-    cuts = [starts[i] for i in range(0, n_chunks, per)] + [(end, 0)]
-    return [
-        _CsvRange(source, start, stop, line, tuple(header))
-        for (start, line), (stop, _) in itertools.pairwise(cuts)
-    ]
+    scan = ChunkScan(source, chunk_size)
+    return (
+        _CsvRange(source, start, stop, line, tuple(scan.header))
+        for start, stop, line in _cuts(scan, source.path, partitions)
+    )
+
+
+def _cuts(
+    boundaries: Iterable[tuple[int, int, int]], path: Any, partitions: int
+) -> Iterator[tuple[int, int, int]]:
+    """
+    Group chunk boundaries into at most *partitions* byte ranges, as they are found.
+
+    *boundaries* are ``(byte offset, line number, records before)`` where each
+    chunk starts, then the end of the file. A range ends at the first chunk
+    boundary past its share of the file's bytes, so partitions can be
+    submitted while the file is still being scanned. Yields ``(start, end,
+    first line)`` of ranges holding records; together they cover the data.
+    """
+    step = max(1, math.ceil(path.stat().st_size / max(1, partitions)))
+    start: tuple[int, int, int] | None = None
+    last: tuple[int, int, int] | None = None
+    held: tuple[int, int, int] | None = None  # a range ready, yielded once the next one is
+    for boundary in boundaries:
+        last = boundary
+        if start is None:
+            start = boundary
+            continue
+        offset, _, count = boundary
+        if count > start[2] and offset - start[0] >= step:
+            if held is not None:
+                yield held
+            held, start = (start[0], offset, start[1]), boundary
+    if start is None or last is None:
+        return
+    if last[2] > start[2]:  # records after the last cut
+        if held is not None:
+            yield held
+        held = (start[0], last[0], start[1])
+    elif held is not None:  # only blank lines after the last cut
+        held = (held[0], last[0], held[2])
+    if held is not None:
+        yield held
 
 
 def _chunked(pairs: Iterator[tuple[Any, Any]], chunk_size: int) -> Iterator[RawChunk]:
@@ -462,11 +498,11 @@ class Dask(BlockingRunner):
         if isinstance(obj, JsonlSource):
             ranges = _jsonl_ranges(obj, size, target)
             if ranges is not None:
-                return iter(ranges)
+                return ranges
         if isinstance(obj, CsvSource):
             cuts = _csv_ranges(obj, size, target)
             if cuts is not None:
-                return iter(cuts)
+                return cuts
         if type(obj).__name__ == "ParquetSource" and type(obj).__module__.startswith("datapunk"):
             parts = _parquet_parts(obj, size, target)
             if parts is not None:
