@@ -124,7 +124,7 @@ class TestCsvRanges:
         got = chunks_of(c for r in ranges for c in r.read(size))
         assert got == want
         if ranges:
-            assert ranges[-1].end == len(data)
+            assert not data[ranges[-1].end :].strip()  # at most blank lines after
             assert all(a.end == b.start for a, b in itertools.pairwise(ranges))
             assert len(ranges) <= partitions
 
@@ -151,7 +151,7 @@ class TestCsvRanges:
         assert chunks_of(c for r in ranges for c in r.read(size)) == want
         assert len(ranges) <= partitions
         if ranges:
-            assert ranges[-1].end == len(data)
+            assert not data[ranges[-1].end :].strip()  # at most blank lines after
             assert all(a.end == b.start for a, b in itertools.pairwise(ranges))
 
     def test_a_quoted_field_spanning_lines_is_never_cut(self, tmp_path):

@@ -179,14 +179,14 @@ def _cuts(
 
     *boundaries* are ``(byte offset, line number, records before)`` where each
     chunk starts, then the end of the file. A range ends at the first chunk
-    boundary past its share of the file's bytes, so partitions can be
-    submitted while the file is still being scanned. Yields ``(start, end,
-    first line)`` of ranges holding records; together they cover the data.
+    boundary past its share of the file's bytes and is yielded at once, so
+    partitions are submitted while the file is still being scanned. Yields
+    ``(start, end, first line)`` of the ranges holding records (what follows
+    the last one is blank lines, if anything).
     """
     step = max(1, math.ceil(path.stat().st_size / max(1, partitions)))
     start: tuple[int, int, int] | None = None
     last: tuple[int, int, int] | None = None
-    held: tuple[int, int, int] | None = None  # a range ready, yielded once the next one is
     for boundary in boundaries:
         last = boundary
         if start is None:
@@ -194,19 +194,10 @@ def _cuts(
             continue
         offset, _, count = boundary
         if count > start[2] and offset - start[0] >= step:
-            if held is not None:
-                yield held
-            held, start = (start[0], offset, start[1]), boundary
-    if start is None or last is None:
-        return
-    if last[2] > start[2]:  # records after the last cut
-        if held is not None:
-            yield held
-        held = (start[0], last[0], start[1])
-    elif held is not None:  # only blank lines after the last cut
-        held = (held[0], last[0], held[2])
-    if held is not None:
-        yield held
+            yield start[0], offset, start[1]
+            start = boundary
+    if start is not None and last is not None and last[2] > start[2]:
+        yield start[0], last[0], start[1]
 
 
 def _chunked(pairs: Iterator[tuple[Any, Any]], chunk_size: int) -> Iterator[RawChunk]:
@@ -388,9 +379,11 @@ class Dask(BlockingRunner):
         client: A ``distributed.Client``. ``None`` uses the current default
             client, or starts a local cluster for the run. For a real cluster:
             ``Dask(Client("tcp://scheduler:8786"))``.
-        partitions: How many partitions to cut a JSON Lines file or a list
-            into (default: twice the cluster's threads). Other iterables are
-            cut every ``partition_chunks`` chunks, as they are read.
+        partitions: How many partitions to cut a file or a list into, at
+            most (default: twice the cluster's threads). A JSON Lines or CSV
+            file is cut into ranges of about equal bytes, submitted while the
+            file is still being scanned. Other iterables are cut every
+            ``partition_chunks`` chunks, as they are read.
         partition_chunks: Chunks per partition for iterables of unknown
             length (default 4).
         ordered: Deliver outputs in input order (default). With ``False``,
