@@ -322,6 +322,63 @@ class TestWritesOnWorkers:
             drop.run([{"a": 1}] * 20, str(b), runner=Dask(dask_client, partitions=2))
             assert a.read_bytes() == b.read_bytes()
 
+    def test_parquet_with_a_schema_is_written_on_the_workers(self, dask_client, tmp_path):
+        """Parquet parts (a schema given) hold the rows Serial writes, with its schema."""
+        pa = pytest.importorskip("pyarrow")
+        pq = pytest.importorskip("pyarrow.parquet")
+        schema = pa.schema([("a", pa.string()), ("n", pa.int64()), ("twice", pa.string())])
+        records = [{"a": str(i), "n": i} for i in range(2500)]
+        serial, parted = tmp_path / "serial.parquet", tmp_path / "dask.parquet"
+        pipe = datapunk.Pipeline(double)
+        pipe.run(records, datapunk.io.write(serial, schema=schema, row_group_size=300))
+        spy = Spy()
+        report = pipe.run(
+            records,
+            datapunk.io.write(parted, schema=schema, row_group_size=300),
+            chunk_size=100,
+            hooks=[spy],
+            runner=Dask(dask_client, partitions=4),
+        )
+        assert (spy.outputs, spy.written) == (0, 2499)
+        assert report.failed == 1
+        want, got = pq.read_table(serial), pq.read_table(parted)
+        assert got.schema == want.schema
+        assert got.to_pylist() == want.to_pylist()
+        assert leftovers(tmp_path, serial.name, parted.name) == []
+
+    def test_parquet_without_a_schema_is_written_by_the_caller(self, dask_client, tmp_path):
+        """Without schema= a Parquet output's schema is its first row group's: written here."""
+        pq = pytest.importorskip("pyarrow.parquet")
+        sink = datapunk.io.write(tmp_path / "out.parquet")
+        assert not sink.partitioned
+        with pytest.raises(datapunk.ConfigurationError, match="without schema="):
+            sink.part("000000")
+        spy = Spy()
+        datapunk.Pipeline(dict).run(
+            [{"a": i} for i in range(50)],
+            sink,
+            hooks=[spy],
+            runner=Dask(dask_client, partitions=2),
+        )
+        assert (spy.outputs, spy.written) == (50, 0)
+        assert pq.read_table(tmp_path / "out.parquet").to_pylist() == [{"a": i} for i in range(50)]
+
+    def test_parquet_part_refuses_foreign_fields(self, tmp_path):
+        """A Parquet part checks records against the schema, as the sink does."""
+        pa = pytest.importorskip("pyarrow")
+        sink = datapunk.io.write(tmp_path / "out.parquet", schema=pa.schema([("a", pa.int64())]))
+        part = sink.part("000000")
+        part.write([{"a": 1, "b": 2}])  # buffered: checked when its row group is written
+        with pytest.raises(datapunk.SinkError, match=r"field\(s\) \['b'\]"):
+            part.commit()
+        bad = sink.part("000001")
+        bad.write([{"a": "not a number"}])
+        with pytest.raises(datapunk.SinkError, match="do not fit the Parquet schema"):
+            bad.commit()
+        sink.commit_parts([])
+        assert pa.parquet.read_table(tmp_path / "out.parquet").num_rows == 0
+        assert leftovers(tmp_path, "out.parquet") == []
+
     def test_bad_write_option(self):
         """An unknown write= is refused with the allowed values."""
         with pytest.raises(datapunk.ConfigurationError, match="'workers' or 'caller'"):

@@ -366,7 +366,11 @@ class PartitionedSink(Protocol[T_contra]):
     with the parts' receipts in output order (instead of ``close()``): the
     sink assembles them and commits the output atomically. ``abort()``
     discards the parts too. The built-in JSON Lines, JSON and CSV sinks are
-    partitioned sinks.
+    partitioned sinks, and the Parquet sink is one when given a schema.
+
+    A sink that can be written in parts only sometimes says so with a
+    ``partitioned`` attribute: when it is false, the runner writes the
+    outputs through ``write()`` and ``close()`` in the calling process.
     """
 
     def write(self, records: Sequence[T_contra], /) -> None:

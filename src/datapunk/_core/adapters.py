@@ -221,6 +221,7 @@ class SinkAdapter:
             self._write is not None
             and callable(getattr(obj, "part", None))
             and callable(getattr(obj, "commit_parts", None))
+            and bool(getattr(obj, "partitioned", True))
         )
 
     def part(self, key: str) -> Any:

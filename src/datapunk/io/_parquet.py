@@ -9,12 +9,15 @@ from typing import TYPE_CHECKING, Any, final
 from datapunk._core.errors import ConfigurationError, SinkError, SourceError
 from datapunk._core.types import jsonable
 from datapunk.io._files import AtomicFile, check_readable, open_binary
+from datapunk.io._parts import FilePart, Staging
 
 if TYPE_CHECKING:
     import os
     from collections.abc import Iterator, Sequence
 
-__all__ = ["ParquetSink", "ParquetSource"]
+    from datapunk.plugins import SinkPart
+
+__all__ = ["ParquetPart", "ParquetSink", "ParquetSource"]
 
 _INSTALL = "pip install datapunk[parquet]"
 
@@ -165,9 +168,11 @@ class ParquetSink:
         self.schema = schema
         self.compression = compression
         _pyarrow()
+        self._fixed_schema = schema is not None
         self._file = AtomicFile(self.path, text=False)
         self._rows: list[dict[str, Any]] = []
         self._writer: Any = None
+        self._staging = Staging(self.path)
 
     def write(self, records: Sequence[Any]) -> None:
         """
@@ -179,37 +184,15 @@ class ParquetSink:
         Raises:
             SinkError: If a record is not a mapping or does not fit the schema.
         """
-        for record in records:
-            rec = jsonable(record)
-            if not isinstance(rec, dict):
-                raise SinkError(
-                    f"cannot write a {type(record).__name__} as a Parquet row to {self.name!r}: "
-                    "records must be mappings, models or dataclasses",
-                    path=self.name,
-                )
-            self._rows.append(rec)
+        self._rows.extend(_rows(records, self.name))
         if len(self._rows) >= self.row_group_size:
             self._flush()
 
     def _flush(self) -> None:
         pa, pq = _pyarrow()
         rows, self._rows = self._rows, []
-        names: dict[str, None] = {}
-        for r in rows:
-            names.update(dict.fromkeys(r))
-        if self.schema is not None:
-            extra = [k for k in names if k not in self.schema.names]
-            if extra:
-                raise SinkError(
-                    f"records have field(s) {extra} that are not columns of {self.name!r} "
-                    f"({self.schema.names}, taken from the first row group): pass schema= "
-                    "or write JSON Lines",
-                    path=self.name,
-                )
-            names = dict.fromkeys(self.schema.names)
-        columns = {k: [r.get(k) for r in rows] for k in names}
+        table = _table(rows, self.schema, self.name)
         try:
-            table = pa.Table.from_pydict(columns, schema=self.schema)
             if self._writer is None:
                 self.schema = table.schema
                 self._writer = pq.ParquetWriter(
@@ -217,11 +200,67 @@ class ParquetSink:
                 )
             self._writer.write_table(table, row_group_size=self.row_group_size)
         except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
-            raise SinkError(
-                f"records do not fit the Parquet schema of {self.name!r} ({exc}); the schema "
-                "comes from the first row group: pass schema= or make field types consistent",
-                path=self.name,
-            ) from exc
+            raise _misfit(self.name, exc) from exc
+
+    @property
+    def partitioned(self) -> bool:
+        """
+        Whether the output can be written in parts (see :meth:`part`): when *schema* was given.
+
+        Without a schema, the output's schema comes from its first row group,
+        which no worker writing a later part can know.
+        """
+        return self._fixed_schema
+
+    def part(self, key: str) -> SinkPart[Any]:
+        """
+        Return a writer for one part of the output, to use on a worker.
+
+        Args:
+            key: The part's name, unique in the run.
+
+        Returns:
+            A picklable :class:`datapunk.plugins.SinkPart`.
+
+        Raises:
+            ConfigurationError: No *schema* was given (see :attr:`partitioned`).
+        """
+        if not self._fixed_schema:
+            raise ConfigurationError(
+                f"{self.name!r} cannot be written in parts without schema=: its schema comes "
+                "from its first row group",
+                details={"option": "schema"},
+            )
+        return ParquetPart(self._staging.create(), key, self.name, self.schema, self.row_group_size)
+
+    def commit_parts(self, receipts: Sequence[Any]) -> None:
+        """
+        Copy the row groups of the committed parts, in order, into the output and commit it.
+
+        Args:
+            receipts: What the parts' ``commit()`` returned, in output order.
+        """
+        _, pq = _pyarrow()
+        try:
+            parts = [r for r in receipts if isinstance(r, dict) and r.get("records")]
+            stream = self._file.stream()
+            if parts:
+                writer = pq.ParquetWriter(stream, self.schema, compression=self.compression)
+                for receipt in parts:
+                    pf = pq.ParquetFile(self._staging.file(receipt))
+                    for group in range(pf.num_row_groups):
+                        writer.write_table(
+                            pf.read_row_group(group), row_group_size=self.row_group_size
+                        )
+                writer.close()
+            else:
+                pq.ParquetWriter(stream, self.schema).close()
+            self._file.commit()
+        except BaseException:
+            self._file.abort()
+            raise
+        finally:
+            self._staging.remove()
 
     def close(self) -> None:
         """Write the last row group and the footer, then commit the file."""
@@ -242,6 +281,115 @@ class ParquetSink:
             with contextlib.suppress(Exception):  # the file is deleted anyway
                 self._writer.close()
         self._file.abort()
+        self._staging.remove()
 
     def __repr__(self) -> str:
         return f"ParquetSink({self.name!r})"
+
+
+def _rows(records: Sequence[Any], name: str) -> list[dict[str, Any]]:
+    rows = []
+    for record in records:
+        rec = jsonable(record)
+        if not isinstance(rec, dict):
+            raise SinkError(
+                f"cannot write a {type(record).__name__} as a Parquet row to {name!r}: "
+                "records must be mappings, models or dataclasses",
+                path=name,
+            )
+        rows.append(rec)
+    return rows
+
+
+def _misfit(name: str, exc: Exception) -> SinkError:
+    return SinkError(
+        f"records do not fit the Parquet schema of {name!r} ({exc}); the schema "
+        "comes from the first row group: pass schema= or make field types consistent",
+        path=name,
+    )
+
+
+def _table(rows: list[dict[str, Any]], schema: Any, name: str) -> Any:
+    """Build an Arrow table of *rows* (under *schema*, if given)."""
+    pa, _ = _pyarrow()
+    names: dict[str, None] = {}
+    for r in rows:
+        names.update(dict.fromkeys(r))
+    if schema is not None:
+        extra = [k for k in names if k not in schema.names]
+        if extra:
+            raise SinkError(
+                f"records have field(s) {extra} that are not columns of {name!r} "
+                f"({schema.names}, taken from the first row group): pass schema= "
+                "or write JSON Lines",
+                path=name,
+            )
+        names = dict.fromkeys(schema.names)
+    columns = {k: [r.get(k) for r in rows] for k in names}
+    try:
+        return pa.Table.from_pydict(columns, schema=schema)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+        raise _misfit(name, exc) from exc
+
+
+class ParquetPart(FilePart):
+    """
+    One part of a Parquet output with a fixed schema, written on a worker.
+
+    The part is a Parquet file of its own; :meth:`ParquetSink.commit_parts`
+    copies its row groups into the output.
+
+    Args:
+        directory: The staging directory.
+        key: The part's name.
+        target: The output's path, for messages.
+        schema: The output's ``pyarrow.Schema``.
+        row_group_size: Records buffered per row group.
+    """
+
+    def __init__(
+        self, directory: Path, key: str, target: str, schema: Any, row_group_size: int
+    ) -> None:
+        super().__init__(directory, key, target)
+        self.schema = schema
+        self.row_group_size = row_group_size
+        self._buffer: list[dict[str, Any]] = []
+        self._writer: Any = None
+
+    def write(self, records: Sequence[Any]) -> None:
+        """
+        Buffer *records*, writing a row group whenever enough are buffered.
+
+        Args:
+            records: The batch.
+
+        Raises:
+            SinkError: A record is not a mapping or does not fit the schema.
+        """
+        self._buffer.extend(_rows(records, self.target))
+        self.records += len(records)
+        if len(self._buffer) >= self.row_group_size:
+            self._flush()
+
+    def _flush(self) -> None:
+        _, pq = _pyarrow()
+        rows, self._buffer = self._buffer, []
+        table = _table(rows, self.schema, self.target)
+        if self._writer is None:
+            # Uncompressed: the part is read back once, when the output is assembled.
+            self._writer = pq.ParquetWriter(self._stream(), self.schema, compression="none")
+        self._writer.write_table(table, row_group_size=self.row_group_size)
+
+    def _finish(self) -> None:
+        if self._buffer or self._writer is None:
+            self._flush()
+        self._writer.close()
+        self._writer = None
+
+    def abort(self) -> None:
+        """Close and delete the part's temporary file."""
+        if self._writer is not None:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+            self._writer = None
+        super().abort()

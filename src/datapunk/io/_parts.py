@@ -175,7 +175,11 @@ class FilePart:
             SinkError: If it cannot be flushed or renamed.
         """
         raw = self._stream()
-        self._finish()
+        try:
+            self._finish()
+        except BaseException:
+            self.abort()
+            raise
         assert self._tmp is not None
         final = f"{self._tmp[: -len('.tmp')]}.part"
         try:
