@@ -505,3 +505,28 @@ class TestProtocol:
         sink.commit_parts([first.commit()])
         assert (tmp_path / "out.csv").read_text() == "a,b\n1,\n"
         assert leftovers(tmp_path, "out.csv") == []
+
+
+class TestScatter:
+    def test_scatter_tries_again_when_the_worker_dies(self, monkeypatch):
+        """Data sent to a worker that dies on arrival is sent again (to another one)."""
+        import distributed
+
+        from datapunk.runners._dask import _scatter
+
+        monkeypatch.setattr("time.sleep", lambda s: None)
+
+        class Flaky:
+            calls = 0
+
+            def scatter(self, data: Any, hash: bool) -> str:  # noqa: A002
+                self.calls += 1
+                if self.calls < 3:
+                    raise distributed.comm.CommClosedError("stream closed")
+                return "future"
+
+        client = Flaky()
+        assert _scatter(client, distributed, [1]) == "future"
+        assert client.calls == 3
+        with pytest.raises(distributed.comm.CommClosedError):
+            _scatter(Flaky(), distributed, [1], attempts=2)

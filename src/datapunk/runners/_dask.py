@@ -17,6 +17,7 @@ import contextlib
 import hashlib
 import math
 import pickle
+import time
 from collections import deque
 from typing import IO, TYPE_CHECKING, Any, Literal, cast, final
 
@@ -526,7 +527,7 @@ class Dask(BlockingRunner):
             if isinstance(part, _Chunks):
                 # Records go to a worker as data, not inside the task graph: the
                 # scheduler keeps submitted graphs, and would grow with the source.
-                part = client.scatter(part, hash=False)
+                part = _scatter(client, distributed, part)
             # Outputs go to a part of the sink, written by the worker, or back here.
             target = job.sink.part(key) if out == "parts" else out
             return client.submit(
@@ -613,6 +614,24 @@ class Dask(BlockingRunner):
     def __repr__(self) -> str:
         extra = f", partitions={self.partitions}" if self.partitions else ""
         return f"Dask(client={self.client!r}{extra})"
+
+
+def _scatter(client: Any, distributed: Any, data: Any, attempts: int = 5) -> Any:
+    """
+    Send *data* to a worker, trying again if the worker dies as it arrives.
+
+    A worker killed by a record (the case the runner isolates) may be the one
+    the data was being sent to; its replacement, or another worker, takes it.
+    """
+    closed: tuple[type[BaseException], ...] = (distributed.comm.CommClosedError, OSError)
+    for attempt in range(attempts):
+        try:
+            return client.scatter(data, hash=False)
+        except closed:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.1 * 2**attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _cancelled(distributed: Any) -> type[BaseException]:
