@@ -107,8 +107,10 @@ class FilePart:
     """
     One part of an output, written where it is used (a Dask worker).
 
-    Picklable until its first write. Subclasses turn records into bytes
-    (:meth:`encode`) and may add to the receipt (:meth:`receipt`).
+    Picklable until its first write. Subclasses define ``write(records)``
+    (turning records into bytes for :meth:`write_bytes`, or writing to the
+    stream themselves), may flush layers of their own before the commit
+    (``_finish``) and add to the receipt (:meth:`receipt`).
 
     Args:
         directory: The staging directory.
