@@ -383,7 +383,8 @@ class ParquetPart(FilePart):
     def _finish(self) -> None:
         if self._buffer or self._writer is None:
             self._flush()
-        self._writer.close()
+        writer: Any = self._writer
+        writer.close()
         self._writer = None
 
     def abort(self) -> None:
