@@ -40,3 +40,29 @@ def test_quickstart_report_in_process() -> None:
     report = quickstart.main()
     assert (report.records_in, report.records_out, report.filtered, report.failed) == (6, 2, 1, 3)
     assert report.records_in == report.records_out + report.filtered + report.failed
+
+
+@pytest.mark.e2e
+@pytest.mark.slow
+def test_scale_out_gives_the_same_answer_on_dask(tmp_path: Path) -> None:
+    """examples/scale_out.py runs serially and on a local Dask cluster: same bytes, same rejects."""
+    pytest.importorskip("distributed")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(EXAMPLES / "scale_out.py"),
+            "--records",
+            "5000",
+            "--workdir",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        env={**os.environ},
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "same output: True; same rejected records: True" in proc.stdout
+    assert "of 'hot-sensors' (dask): ok" in proc.stdout
+    assert "in 5,000" in proc.stdout
