@@ -753,6 +753,53 @@ class TestAsyncStages:
         assert ([0.5, 2.0], 1) == (out, report.warnings)
 
 
+class TestPrivateLoops:
+    def test_a_threads_private_loop_is_closed_when_the_thread_ends(self):
+        """Async stages run from a short-lived thread leave no open event loop behind."""
+        import gc
+        import threading
+
+        loops: list[asyncio.AbstractEventLoop] = []
+
+        async def grab(x: int) -> int:
+            loops.append(asyncio.get_running_loop())
+            return x
+
+        def work() -> None:
+            datapunk.Pipeline(datapunk.Stage(grab)).run([1], [])
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+        gc.collect()
+        assert loops
+        assert loops[0].is_closed()
+
+    def test_a_helper_loop_is_closed_when_its_thread_ends(self):
+        """Called inside a running loop, sync APIs use a helper loop, closed with its thread."""
+        import gc
+        import threading
+
+        loops: list[asyncio.AbstractEventLoop] = []
+
+        async def grab(x: int) -> int:
+            loops.append(asyncio.get_running_loop())
+            return x
+
+        def work() -> None:
+            async def inside() -> None:
+                assert datapunk.Pipeline(datapunk.Stage(grab))(5) == 5
+
+            asyncio.run(inside())
+
+        thread = threading.Thread(target=work)
+        thread.start()
+        thread.join()
+        gc.collect()
+        assert loops
+        assert loops[0].is_closed()
+
+
 class TestBatch:
     def test_batches_have_at_most_size_records(self):
         """The batch function sees lists of at most size records, in order."""

@@ -15,6 +15,7 @@ results exactly as the serial runner does.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from itertools import pairwise
@@ -673,6 +674,24 @@ async def aprocess_chunk(
 _local = threading.local()
 
 
+class _PrivateLoop:
+    """
+    A thread's private event loop, closed when the thread's locals go away.
+
+    Worker threads of a pool come and go; without this, each would leave an
+    unclosed loop (and its selector's file descriptors) behind.
+    """
+
+    def __init__(self) -> None:
+        import asyncio
+
+        self.runner = asyncio.Runner()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # at interpreter exit, anything may be gone
+            self.runner.close()
+
+
 class _LoopThread:
     """An event loop in a helper thread, for callers already inside a loop."""
 
@@ -689,6 +708,12 @@ class _LoopThread:
         import asyncio
 
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def __del__(self) -> None:
+        with contextlib.suppress(Exception):  # at interpreter exit, anything may be gone
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self.thread.join(timeout=1)
+            self.loop.close()
 
 
 def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
@@ -711,11 +736,11 @@ def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
     try:
         asyncio.get_running_loop()
     except RuntimeError:
-        runner: asyncio.Runner | None = getattr(_local, "runner", None)
-        if runner is None:
-            runner = asyncio.Runner()
-            _local.runner = runner
-        return runner.run(coro)
+        private: _PrivateLoop | None = getattr(_local, "private", None)
+        if private is None:
+            private = _PrivateLoop()
+            _local.private = private
+        return private.runner.run(coro)
     helper: _LoopThread | None = getattr(_local, "helper", None)
     if helper is None:
         helper = _LoopThread()
