@@ -379,6 +379,27 @@ class TestWritesOnWorkers:
         assert pa.parquet.read_table(tmp_path / "out.parquet").num_rows == 0
         assert leftovers(tmp_path, "out.parquet") == []
 
+    @pytest.mark.parametrize("suffix", ["jsonl", "csv", "parquet"])
+    def test_relative_paths_mean_the_callers_directory(
+        self, dask_client, tmp_path, monkeypatch, suffix
+    ):
+        """Workers started elsewhere read and write the files the caller's relative paths name."""
+        if suffix == "parquet":
+            pa = pytest.importorskip("pyarrow")
+            pq = pytest.importorskip("pyarrow.parquet")
+            pq.write_table(pa.table({"a": [str(i) for i in range(300)]}), tmp_path / "in.parquet")
+        elif suffix == "csv":
+            (tmp_path / "in.csv").write_text("a\n" + "".join(f"{i}\n" for i in range(300)))
+        else:
+            (tmp_path / "in.jsonl").write_text("".join(f'{{"a": "{i}"}}\n' for i in range(300)))
+        monkeypatch.chdir(tmp_path)  # the workers' directory is the one they started in
+        pipe = datapunk.Pipeline(double)
+        pipe.run(f"in.{suffix}", "serial.jsonl", chunk_size=50)
+        pipe.run(
+            f"in.{suffix}", "dask.jsonl", chunk_size=50, runner=Dask(dask_client, partitions=3)
+        )
+        assert (tmp_path / "dask.jsonl").read_bytes() == (tmp_path / "serial.jsonl").read_bytes()
+
     def test_bad_write_option(self):
         """An unknown write= is refused with the allowed values."""
         with pytest.raises(datapunk.ConfigurationError, match="'workers' or 'caller'"):

@@ -58,7 +58,8 @@ class Staging:
             SinkError: If it cannot be created.
         """
         if self.directory is None:
-            parent = self.target.parent if str(self.target.parent) else Path()
+            # Absolute: the workers writing parts run in directories of their own.
+            parent = (self.target.parent if str(self.target.parent) else Path()).resolve()
             try:
                 made = tempfile.mkdtemp(dir=parent, prefix=f".{self.target.name}.", suffix=".parts")
             except OSError as exc:

@@ -14,6 +14,7 @@ assembled atomically by the calling process (see :mod:`datapunk.io._parts`).
 from __future__ import annotations
 
 import contextlib
+import copy
 import hashlib
 import math
 import pickle
@@ -489,6 +490,10 @@ class Dask(BlockingRunner):
         obj = job.reader.obj
         size = job.chunk_size
         target = self.partitions or 2 * threads
+        if isinstance(obj, JsonlSource | CsvSource) or _is_parquet(obj):
+            # Workers open the file themselves, in a directory of their own.
+            obj = copy.copy(obj)
+            obj.path = obj.path.resolve()
         if isinstance(obj, JsonlSource):
             ranges = _jsonl_ranges(obj, size, target)
             if ranges is not None:
@@ -497,7 +502,7 @@ class Dask(BlockingRunner):
             cuts = _csv_ranges(obj, size, target)
             if cuts is not None:
                 return cuts
-        if type(obj).__name__ == "ParquetSource" and type(obj).__module__.startswith("datapunk"):
+        if _is_parquet(obj):
             parts = _parquet_parts(obj, size, target)
             if parts is not None:
                 return iter(parts)
@@ -632,6 +637,11 @@ def _scatter(client: Any, distributed: Any, data: Any, attempts: int = 5) -> Any
                 raise
             time.sleep(0.1 * 2**attempt)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _is_parquet(obj: Any) -> bool:
+    """Whether *obj* is datapunk's ParquetSource (without importing pyarrow)."""
+    return type(obj).__name__ == "ParquetSource" and type(obj).__module__.startswith("datapunk")
 
 
 def _cancelled(distributed: Any) -> type[BaseException]:
