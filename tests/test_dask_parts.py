@@ -551,3 +551,30 @@ class TestScatter:
         assert client.calls == 3
         with pytest.raises(distributed.comm.CommClosedError):
             _scatter(Flaky(), distributed, [1], attempts=2)
+
+
+class TestDefaultClient:
+    def test_scheduler_address_from_daskconfig(self, dask_client, monkeypatch):
+        """Without a client or a default one, Dask's configured scheduler address is used."""
+        import dask
+        import distributed
+
+        def no_default() -> Any:
+            raise ValueError("no client")
+
+        made: list[Any] = []
+        real = distributed.Client
+
+        def client(*args: Any, **kwargs: Any) -> Any:
+            made.append(args)
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(distributed, "get_client", no_default)
+        monkeypatch.setattr(distributed, "Client", client)
+        address = dask_client.scheduler.address
+        out: list[int] = []
+        with dask.config.set({"scheduler-address": address}):
+            report = datapunk.Pipeline(lambda x: x * 3).run(range(20), out, runner=Dask())
+        assert out == [x * 3 for x in range(20)]
+        assert report.runner == "dask"
+        assert made == [(address,)]

@@ -379,7 +379,10 @@ class Dask(BlockingRunner):
 
     Args:
         client: A ``distributed.Client``. ``None`` uses the current default
-            client, or starts a local cluster for the run. For a real cluster:
+            client, else the scheduler Dask's configuration names (the
+            ``DASK_SCHEDULER_ADDRESS`` environment variable, handy with
+            ``datapunk process --runner dask``), else a local cluster started
+            for the run. For a real cluster:
             ``Dask(Client("tcp://scheduler:8786"))``.
         partitions: How many partitions to cut a file or a list into, at
             most (default: twice the cluster's threads). A JSON Lines or CSV
@@ -463,13 +466,7 @@ class Dask(BlockingRunner):
         with contextlib.ExitStack() as stack:
             client = self.client
             if client is None:
-                try:
-                    client = distributed.get_client()
-                except ValueError:
-                    cluster = stack.enter_context(
-                        distributed.LocalCluster(processes=True, dashboard_address=":0")
-                    )
-                    client = stack.enter_context(distributed.Client(cluster))
+                client = _default_client(distributed, stack)
             threads = max(1, sum(client.nthreads().values()))
             out: str | None = None
             if job.sink.discard:
@@ -637,6 +634,27 @@ def _scatter(client: Any, distributed: Any, data: Any, attempts: int = 5) -> Any
                 raise
             time.sleep(0.1 * 2**attempt)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _default_client(distributed: Any, stack: contextlib.ExitStack) -> Any:
+    """
+    The client to use when none was given.
+
+    The current default client; else one connected to the scheduler Dask's
+    configuration names (``DASK_SCHEDULER_ADDRESS``); else a local cluster
+    started for the run (and closed with it).
+    """
+    try:
+        return distributed.get_client()
+    except ValueError:
+        pass
+    import dask
+
+    address = dask.config.get("scheduler-address", None)
+    if address:
+        return stack.enter_context(distributed.Client(address, set_as_default=False))
+    cluster = stack.enter_context(distributed.LocalCluster(processes=True, dashboard_address=":0"))
+    return stack.enter_context(distributed.Client(cluster, set_as_default=False))
 
 
 def _is_parquet(obj: Any) -> bool:
