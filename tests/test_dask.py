@@ -14,7 +14,7 @@ import pytest
 
 import datapunk
 from datapunk.runners import Dask
-from datapunk.runners._dask import _jsonl_ranges
+from datapunk.runners._ranges import jsonl_ranges
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -72,7 +72,7 @@ class TestDask:
     def test_jsonl_by_byte_ranges_matches_serial(self, dask_client, tmp_path):
         """A JSON Lines file split in byte ranges gives Serial's answer, line numbers included."""
         path = write_jsonl(tmp_path / "in.jsonl", 2000, broken_every=300)
-        ranges = list(_jsonl_ranges(datapunk.io.read(path), 50, 4) or ())
+        ranges = list(jsonl_ranges(datapunk.io.read(path), 50, 4) or ())
         assert len(ranges) == 4
         want = outcome(str(path))
         got = outcome(str(path), runner=Dask(dask_client, partitions=4))
@@ -84,7 +84,7 @@ class TestDask:
         """Byte ranges are contiguous, start on whole chunks and cover every line."""
         path = write_jsonl(tmp_path / "in.jsonl", 1000, broken_every=97)
         source = datapunk.io.read(path)
-        ranges = list(_jsonl_ranges(source, 30, 7) or ())
+        ranges = list(jsonl_ranges(source, 30, 7) or ())
         assert 1 < len(ranges) <= 7
         assert ranges[0].start == 0
         assert not path.read_bytes()[ranges[-1].end :].strip()
@@ -95,7 +95,7 @@ class TestDask:
     def test_gzip_jsonl_is_read_by_the_caller(self, dask_client, tmp_path):
         """A gzip file cannot be split: it is read by the caller and still matches Serial."""
         path = write_jsonl(tmp_path / "in.jsonl.gz", 500)
-        assert _jsonl_ranges(datapunk.io.read(path), 50, 4) is None
+        assert jsonl_ranges(datapunk.io.read(path), 50, 4) is None
         assert outcome(str(path))[:3] == outcome(str(path), runner=Dask(dask_client))[:3]
 
     @pytest.mark.parametrize("kind", ["list", "generator", "csv"])

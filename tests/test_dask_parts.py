@@ -24,7 +24,7 @@ from datapunk._core.adapters import as_source
 from datapunk.io import CsvSink, CsvSource, JsonlSink
 from datapunk.plugins import PartitionedSink, SinkPart
 from datapunk.runners import Dask
-from datapunk.runners._dask import _csv_ranges, _jsonl_ranges
+from datapunk.runners._ranges import csv_ranges, jsonl_ranges
 from strategies import build, int_records, pipeline_specs
 
 if TYPE_CHECKING:
@@ -118,9 +118,9 @@ class TestCsvRanges:
         except datapunk.SourceError as exc:
             message = str(exc)
             with pytest.raises(datapunk.SourceError, match=re.escape(message)):
-                list(_csv_ranges(source, size, partitions) or ())
+                list(csv_ranges(source, size, partitions) or ())
             return
-        ranges = list(_csv_ranges(source, size, partitions) or ())
+        ranges = list(csv_ranges(source, size, partitions) or ())
         got = chunks_of(c for r in ranges for c in r.read(size))
         assert got == want
         if ranges:
@@ -147,7 +147,7 @@ class TestCsvRanges:
         path.write_bytes(data)
         source = datapunk.io.JsonlSource(path, max_line_bytes=40)
         want = chunks_of(as_source(source, size).chunks())
-        ranges = list(_jsonl_ranges(source, size, partitions) or ())
+        ranges = list(jsonl_ranges(source, size, partitions) or ())
         assert chunks_of(c for r in ranges for c in r.read(size)) == want
         assert len(ranges) <= partitions
         if ranges:
@@ -159,7 +159,7 @@ class TestCsvRanges:
         path = tmp_path / "in.csv"
         rows = [f'{i},"line one\nline two of {i}"\n' for i in range(40)]
         path.write_text("id,text\n" + "".join(rows))
-        ranges = list(_csv_ranges(CsvSource(path), 3, 5) or ())
+        ranges = list(csv_ranges(CsvSource(path), 3, 5) or ())
         starts = [r.first_line for r in ranges]
         assert len(ranges) == 5
         assert all(s % 2 == 0 for s in starts)  # every record starts on an even line
@@ -172,13 +172,13 @@ class TestCsvRanges:
         import gzip
 
         gz.write_bytes(gzip.compress(b"a\n1\n"))
-        assert _csv_ranges(CsvSource(gz), 10, 2) is None
+        assert csv_ranges(CsvSource(gz), 10, 2) is None
         empty = tmp_path / "empty.csv"
         empty.write_text("a,b\n")
-        assert list(_csv_ranges(CsvSource(empty), 10, 2) or [None]) == []
+        assert list(csv_ranges(CsvSource(empty), 10, 2) or [None]) == []
         nothing = tmp_path / "nothing.csv"
         nothing.write_text("")
-        assert list(_csv_ranges(CsvSource(nothing), 10, 2) or [None]) == []
+        assert list(csv_ranges(CsvSource(nothing), 10, 2) or [None]) == []
 
     def test_csv_on_dask_matches_serial(self, dask_client, tmp_path):
         """A CSV file read by the workers by byte ranges gives Serial's answer."""

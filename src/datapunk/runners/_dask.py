@@ -20,19 +20,20 @@ import math
 import pickle
 import time
 from collections import deque
-from typing import IO, TYPE_CHECKING, Any, Literal, cast, final
+from typing import TYPE_CHECKING, Any, Literal, final
 
 import attrs
 
 from datapunk._core.concurrent import failed_chunk
 from datapunk._core.engine import process_chunk
 from datapunk._core.errors import ConfigurationError, SinkError, StageError
-from datapunk._core.types import Malformed, safe_str
+from datapunk._core.types import safe_str
 from datapunk.runners._blocking import BlockingRunner
 from datapunk.runners._common import check_job, positive
+from datapunk.runners._ranges import file_ranges
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Generator, Iterable, Iterator
+    from collections.abc import Callable, Generator, Iterator
 
     from datapunk._core.adapters import RawChunk
     from datapunk._core.engine import ChunkResult, Op
@@ -64,159 +65,6 @@ class _Chunks:
 
     def read(self, chunk_size: int) -> Iterator[RawChunk]:
         return iter(self.chunks)
-
-
-@attrs.frozen
-class _JsonlRange:
-    """A byte range of a JSON Lines file, read by the worker."""
-
-    source: Any
-    start: int
-    end: int
-    first_line: int
-
-    def read(self, chunk_size: int) -> Iterator[RawChunk]:
-        from datapunk.io._files import Bounded, iter_lines
-        from datapunk.io._jsonl import parse_or_malformed
-
-        src = self.source
-        loads, encoding, limit = src._loads, src.encoding, src.max_line_bytes
-        positions: list[int] = []
-        records: list[Any] = []
-        malformed: list[int] = []
-        with src.path.open("rb") as f:
-            f.seek(self.start)
-            for rel, raw, oversize in iter_lines(
-                cast("IO[bytes]", Bounded(f, self.end - self.start)), limit
-            ):
-                n = self.first_line + rel - 1
-                if oversize:
-                    record: Any = Malformed(
-                        raw[:200].decode(encoding, "replace") + "…",
-                        f"line {n} is longer than max_line_bytes={limit}; "
-                        "split the record or raise max_line_bytes",
-                        "LineTooLong",
-                    )
-                elif raw.isspace():
-                    continue
-                else:
-                    record = parse_or_malformed(raw, loads, encoding, f"line {n}")
-                if record.__class__ is Malformed:
-                    malformed.append(len(records))
-                positions.append(n)
-                records.append(record)
-                if len(records) >= chunk_size:
-                    yield positions, records, malformed
-                    positions, records, malformed = [], [], []
-        if records:
-            yield positions, records, malformed
-
-
-def _jsonl_ranges(source: Any, chunk_size: int, partitions: int) -> Iterator[_JsonlRange] | None:
-    """Cut a JSON Lines file into byte ranges of whole chunks as it is scanned (or ``None``)."""
-    from datapunk.io._files import _is_gzip
-
-    if _is_gzip(source.path):
-        return None  # a gzip stream cannot be entered in the middle
-    return (
-        _JsonlRange(source, start, stop, line)
-        for start, stop, line in _cuts(
-            _jsonl_boundaries(source, chunk_size), source.path, partitions
-        )
-    )
-
-
-def _jsonl_boundaries(source: Any, chunk_size: int) -> Iterator[tuple[int, int, int]]:
-    """Yield where each chunk of a JSON Lines file starts, then its end (lines, not parsed)."""
-    from datapunk.io._files import iter_lines
-
-    records = 0
-    n = 0
-    yield 0, 1, 0
-    with source.path.open("rb") as f:
-        for n, raw, oversize in iter_lines(f, source.max_line_bytes):
-            if oversize or not raw.isspace():
-                records += 1
-                if records % chunk_size == 0:
-                    yield f.tell(), n + 1, records
-        yield f.tell(), n + 1, records
-
-
-@attrs.frozen
-class _CsvRange:
-    """A byte range of a CSV file holding whole records, read by the worker."""
-
-    source: Any
-    start: int
-    end: int
-    first_line: int
-    header: tuple[str, ...]
-
-    def read(self, chunk_size: int) -> Iterator[RawChunk]:
-        from datapunk.io._csv import read_range
-
-        rows = read_range(self.source, self.start, self.end, self.first_line, list(self.header))
-        return _chunked(rows, chunk_size)
-
-
-def _csv_ranges(source: Any, chunk_size: int, partitions: int) -> Iterator[_CsvRange] | None:
-    """Cut a CSV file into byte ranges of whole chunks, as it is scanned (``None``: cannot)."""
-    from datapunk.io._csv import ChunkScan
-    from datapunk.io._files import _is_gzip
-
-    if _is_gzip(source.path):
-        return None  # a gzip stream cannot be entered in the middle
-    scan = ChunkScan(source, chunk_size)
-    return (
-        _CsvRange(source, start, stop, line, tuple(scan.header))
-        for start, stop, line in _cuts(scan, source.path, partitions)
-    )
-
-
-def _cuts(
-    boundaries: Iterable[tuple[int, int, int]], path: Any, partitions: int
-) -> Iterator[tuple[int, int, int]]:
-    """
-    Group chunk boundaries into at most *partitions* byte ranges, as they are found.
-
-    *boundaries* are ``(byte offset, line number, records before)`` where each
-    chunk starts, then the end of the file. A range ends at the first chunk
-    boundary past its share of the file's bytes and is yielded at once, so
-    partitions are submitted while the file is still being scanned. Yields
-    ``(start, end, first line)`` of the ranges holding records (what follows
-    the last one is blank lines, if anything).
-    """
-    step = max(1, math.ceil(path.stat().st_size / max(1, partitions)))
-    start: tuple[int, int, int] | None = None
-    last: tuple[int, int, int] | None = None
-    for boundary in boundaries:
-        last = boundary
-        if start is None:
-            start = boundary
-            continue
-        offset, _, count = boundary
-        if count > start[2] and offset - start[0] >= step:
-            yield start[0], offset, start[1]
-            start = boundary
-    if start is not None and last is not None and last[2] > start[2]:
-        yield start[0], last[0], start[1]
-
-
-def _chunked(pairs: Iterator[tuple[Any, Any]], chunk_size: int) -> Iterator[RawChunk]:
-    """Group ``(position, record)`` pairs into chunks, noting the malformed ones."""
-    positions: list[Any] = []
-    records: list[Any] = []
-    malformed: list[int] = []
-    for position, record in pairs:
-        if record.__class__ is Malformed:
-            malformed.append(len(records))
-        positions.append(position)
-        records.append(record)
-        if len(records) >= chunk_size:
-            yield positions, records, malformed
-            positions, records, malformed = [], [], []
-    if records:
-        yield positions, records, malformed
 
 
 @attrs.frozen
@@ -491,14 +339,9 @@ class Dask(BlockingRunner):
             # Workers open the file themselves, in a directory of their own.
             obj = copy.copy(obj)
             obj.path = obj.path.resolve()
-        if isinstance(obj, JsonlSource):
-            ranges = _jsonl_ranges(obj, size, target)
-            if ranges is not None:
-                return ranges
-        if isinstance(obj, CsvSource):
-            cuts = _csv_ranges(obj, size, target)
-            if cuts is not None:
-                return cuts
+        ranges = file_ranges(obj, size, target)
+        if ranges is not None:
+            return ranges
         if _is_parquet(obj):
             parts = _parquet_parts(obj, size, target)
             if parts is not None:
