@@ -4,8 +4,8 @@ Outputs written in parts, elsewhere, and assembled atomically.
 A runner that processes partitions on other machines (Dask) asks a file sink
 for one *part* per partition. A part is a small picklable object; on the
 worker it writes its records under a temporary name in a *staging directory*
-next to the target, and :meth:`FilePart.commit` flushes, fsyncs and renames it
-to its final part name, returning a *receipt* (plain data). When every
+next to the target, and :meth:`FilePart.commit` closes and renames it to its
+final part name, returning a *receipt* (plain data). When every
 partition is done, the sink's ``commit_parts(receipts)`` assembles the parts,
 in the receipts' order, into the target's temporary file, commits that
 (fsync + rename) and removes the staging directory. Until then nothing has
@@ -169,7 +169,7 @@ class FilePart:
 
     def commit(self) -> dict[str, Any]:
         """
-        Make the part durable under its final part name; return its receipt.
+        Give the part its final part name, where the caller will find it; return its receipt.
 
         Returns:
             ``{"file": name, "records": count, ...}``.
@@ -185,9 +185,10 @@ class FilePart:
             raise
         assert self._tmp is not None
         final = f"{self._tmp[: -len('.tmp')]}.part"
+        # No fsync: a part only has to outlive the run, which a crash ends
+        # anyway; the assembled output is fsynced before it takes its name.
+        # Closing is enough for the caller to see it, even on NFS.
         try:
-            raw.flush()
-            os.fsync(raw.fileno())
             raw.close()
             Path(self._tmp).replace(final)
         except OSError as exc:

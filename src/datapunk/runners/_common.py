@@ -6,15 +6,17 @@ from collections import deque
 from concurrent.futures import FIRST_COMPLETED, Future, wait
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from datapunk._core.errors import ConfigurationError
+from datapunk._core.errors import ConfigurationError, SinkError
+from datapunk._core.types import safe_str
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterator
 
     from datapunk._core.adapters import RawChunk
+    from datapunk._core.engine import ChunkResult
     from datapunk._core.run import Job
 
-__all__ = ["check_job", "positive", "resize", "run_futures"]
+__all__ = ["check_job", "positive", "resize", "run_futures", "sink_mode", "write_outputs"]
 
 T = TypeVar("T")
 
@@ -95,3 +97,47 @@ def _take(pending: deque[Future[T]], *, ordered: bool) -> Iterator[T]:
     for fut in [f for f in pending if f in done]:
         pending.remove(fut)
         yield fut.result()
+
+
+def sink_mode(job: Job, *, workers_write: bool = True) -> str | None:
+    """
+    Decide where a worker's outputs go, and prepare *job* for it.
+
+    Returns:
+        ``"discard"`` when the run has no sink (outputs are only counted);
+        ``"parts"`` when the sink is partitioned and workers may write (the
+        job then collects receipts and commits the parts); ``None`` to send
+        outputs back to the caller.
+    """
+    if job.sink.discard:
+        return "discard"
+    if workers_write and job.checkpoint is None and job.sink.partitioned:
+        job.receipts = []
+        return "parts"
+    return None
+
+
+def write_outputs(result: ChunkResult, out: Any) -> None:
+    """
+    On a worker: write *result*'s outputs to the sink part *out*, keeping only their count.
+
+    *out* is ``None`` (outputs go back with the result), ``"discard"`` (no
+    sink: only counted) or a :class:`datapunk.plugins.SinkPart`.
+
+    Raises:
+        SinkError: The part could not take the records.
+    """
+    if out is None:
+        return
+    records = result.outputs
+    if out != "discard" and records:
+        try:
+            out.write(records)
+        except SinkError:
+            raise
+        except Exception as exc:
+            raise SinkError(
+                f"the sink part {safe_str(out, 100)} raised {type(exc).__name__}: "
+                f"{safe_str(exc)}; the run stopped so that no record is lost"
+            ) from exc
+    result.written, result.outputs = len(records), []

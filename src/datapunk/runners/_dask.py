@@ -26,10 +26,10 @@ import attrs
 
 from datapunk._core.concurrent import failed_chunk
 from datapunk._core.engine import process_chunk
-from datapunk._core.errors import ConfigurationError, SinkError, StageError
+from datapunk._core.errors import ConfigurationError, StageError
 from datapunk._core.types import safe_str
 from datapunk.runners._blocking import BlockingRunner
-from datapunk.runners._common import check_job, positive
+from datapunk.runners._common import check_job, positive, sink_mode, write_outputs
 from datapunk.runners._ranges import file_ranges
 
 if TYPE_CHECKING:
@@ -157,10 +157,7 @@ def _run_partition(
     try:
         for positions, records, malformed in part.read(chunk_size):
             result = process_chunk(ops, positions, records, run_id, malformed)
-            if out is not None:
-                if out != "discard":
-                    _write_part(out, result.outputs)
-                result.written, result.outputs = len(result.outputs), []
+            write_outputs(result, out)
             results.append(result)
         if out is not None and out != "discard":
             if results:
@@ -178,20 +175,6 @@ def _run_partition(
             error = StageError(f"{type(exc).__name__}: {safe_str(exc)}")
         return "error", (len(results), results, error)
     return "ok", results
-
-
-def _write_part(out: Any, records: list[Any]) -> None:
-    if not records:
-        return
-    try:
-        out.write(records)
-    except SinkError:
-        raise
-    except Exception as exc:
-        raise SinkError(
-            f"the sink part {safe_str(out, 100)} raised {type(exc).__name__}: {safe_str(exc)}; "
-            "the run stopped so that no record is lost"
-        ) from exc
 
 
 # ----------------------------------------------------------------- runner
@@ -316,12 +299,7 @@ class Dask(BlockingRunner):
             if client is None:
                 client = _default_client(distributed, stack)
             threads = max(1, sum(client.nthreads().values()))
-            out: str | None = None
-            if job.sink.discard:
-                out = "discard"  # nothing to write: the workers only count
-            elif self.write == "workers" and job.sink.partitioned:
-                out = "parts"
-                job.receipts = []
+            out = sink_mode(job, workers_write=self.write == "workers")
             results = self._results(job, client, distributed, blob, token, threads, out)
             try:
                 return job.execute(results, self.name)

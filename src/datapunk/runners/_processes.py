@@ -12,21 +12,24 @@ goes on.
 from __future__ import annotations
 
 import contextlib
+import copy
 import multiprocessing
 import os
 import pickle
 import signal
 from multiprocessing.connection import Connection, wait
-from typing import TYPE_CHECKING, Any, final
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, cast, final
 
 from datapunk._core.concurrent import failed_chunk, process_chunk_observed
 from datapunk._core.errors import ConfigurationError, StageError
 from datapunk._core.types import safe_str
 from datapunk.runners._blocking import BlockingRunner
-from datapunk.runners._common import check_job, positive, resize
+from datapunk.runners._common import check_job, positive, resize, sink_mode, write_outputs
+from datapunk.runners._ranges import chunk_ranges
 
 if TYPE_CHECKING:
-    from collections.abc import Generator
+    from collections.abc import Generator, Iterator
     from multiprocessing.context import SpawnProcess
     from multiprocessing.sharedctypes import Synchronized
 
@@ -118,13 +121,21 @@ def _worker(conn: Connection, ops_blob: bytes, current: Synchronized[int]) -> No
             return
         if not msg:
             return
-        positions, records, malformed, run_id = pickle.loads(msg)  # noqa: S301
+        task, run_id, out = pickle.loads(msg)  # noqa: S301
         try:
-            payload: tuple[str, Any] = (
-                "ok",
-                process_chunk_observed(ops, positions, records, run_id, malformed, on_op),
-            )
-        except Exception as exc:  # on_error="raise": the parent re-raises it in order
+            # A chunk of records, or a byte range of a file holding one chunk.
+            positions, records, malformed = task if isinstance(task, tuple) else task.chunk()
+            result = process_chunk_observed(ops, positions, records, run_id, malformed, on_op)
+            current.value = -1
+            # Outputs go back, nowhere ("discard"), or to a part of the sink, written here.
+            write_outputs(result, out)
+            if out is not None and out != "discard":
+                result.receipt = out.commit()
+            payload: tuple[str, Any] = ("ok", result)
+        except Exception as exc:  # on_error="raise", a failing part: re-raised in order
+            if out is not None and out != "discard":
+                with contextlib.suppress(Exception):
+                    out.abort()
             payload = ("error", exc)
         current.value = -1
         conn.send_bytes(_dump_result(payload))
@@ -160,7 +171,7 @@ class _Worker:
         self.proc.start()
         child.close()
         self.conn: Connection = parent
-        self.job: tuple[int, RawChunk] | None = None
+        self.job: tuple[int, Any] | None = None  # (sequence, chunk or file range)
         self.pid = self.proc.pid
 
     def handshake(self) -> None:
@@ -323,7 +334,8 @@ class Processes(BlockingRunner):
     def _results(
         self, job: Job, ctx: Any, ops_blob: bytes, pool: list[_Worker]
     ) -> Generator[ChunkResult, None, None]:
-        chunks = iter(job.chunks())
+        tasks = self._tasks(job)
+        out = sink_mode(job)
         window = 2 * len(pool)
         done: dict[int, tuple[str, Any]] = {}
         sent = delivered = 0
@@ -333,13 +345,13 @@ class Processes(BlockingRunner):
             for w in pool:
                 if exhausted or w.job is not None or sent - delivered >= window:
                     continue
-                chunk = next(chunks, None)
-                if chunk is None:
+                task = next(tasks, None)
+                if task is None:
                     exhausted = True
                     break
-                positions, records, malformed = chunk
-                w.conn.send_bytes(dumps((positions, records, malformed, job.run_id), "records"))
-                w.job = (sent, chunk)
+                part = job.sink.part(f"{sent:09d}") if out == "parts" else out
+                w.conn.send_bytes(dumps((task, job.run_id, part), "records"))
+                w.job = (sent, task)
                 sent += 1
             # Deliver what is ready.
             while delivered in done or (not self.ordered and done):
@@ -374,11 +386,37 @@ class Processes(BlockingRunner):
                     pool[i] = replacement = _Worker(ctx, ops_blob)
                     replacement.handshake()
 
+    def _tasks(self, job: Job) -> Iterator[Any]:
+        """
+        What to send to the workers: byte ranges of a file, else chunks of records.
+
+        An uncompressed JSON Lines or CSV file is scanned here (lines, or the
+        csv tokenizer: no records are built) and each worker reads and parses
+        its own chunk; anything else is read here and its chunks are sent.
+        A resumed run reads through its checkpoint, which skips what was done.
+        """
+        if job.checkpoint is None:
+            source = job.reader.obj
+            if isinstance(getattr(source, "path", None), Path):
+                source = copy.copy(source)
+                source.path = source.path.resolve()
+            ranges = chunk_ranges(source, job.chunk_size)
+            if ranges is not None:
+                return ranges
+        return iter(job.chunks())
+
+    def _chunk(self, w: _Worker) -> RawChunk:
+        """The records of the task a worker was given (a range is read here)."""
+        assert w.job is not None
+        task = w.job[1]
+        if isinstance(task, tuple):
+            return cast("RawChunk", task)
+        return cast("RawChunk", task.chunk())
+
     def _decode(self, job: Job, w: _Worker, msg: bytes) -> tuple[str, Any]:
         kind, value = pickle.loads(msg)  # noqa: S301 - our own worker sent it
         if kind == "unpicklable":
-            assert w.job is not None
-            chunk = w.job[1]
+            chunk = self._chunk(w)
             return "ok", failed_chunk(
                 job.ops,
                 *chunk[:2],
@@ -397,7 +435,7 @@ class Processes(BlockingRunner):
     def _died(self, job: Job, w: _Worker) -> tuple[str, Any]:
         assert w.job is not None
         w.proc.join(5)
-        chunk = w.job[1]
+        chunk = self._chunk(w)
         op_index = max(w.current.value, 0)
         op = job.ops[op_index] if job.ops else None
         stage = op.name if op is not None else "<pipeline>"

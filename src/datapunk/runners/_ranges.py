@@ -36,8 +36,20 @@ __all__ = [
 ]
 
 
+class _OneChunk:
+    """Reading a range cut for exactly one chunk."""
+
+    def read(self, chunk_size: int) -> Iterator[RawChunk]:  # pragma: no cover - overridden
+        raise NotImplementedError
+
+    def chunk(self) -> RawChunk:
+        """Read the range as one chunk (it was cut to hold exactly one)."""
+        chunks = list(self.read(1 << 62))
+        return chunks[0] if chunks else ([], [], [])
+
+
 @attrs.frozen
-class JsonlRange:
+class JsonlRange(_OneChunk):
     """A byte range of a JSON Lines file, read by the worker."""
 
     source: Any
@@ -111,7 +123,7 @@ def jsonl_boundaries(source: Any, chunk_size: int) -> Iterator[tuple[int, int, i
 
 
 @attrs.frozen
-class CsvRange:
+class CsvRange(_OneChunk):
     """A byte range of a CSV file holding whole records, read by the worker."""
 
     source: Any
