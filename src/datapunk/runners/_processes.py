@@ -1,8 +1,9 @@
 """
 Processes: for CPU-bound stages, one chunk per worker process at a time.
 
-The parent reads the source, sends each chunk to an idle worker over a pipe,
-and merges the results in input order. Each worker runs the fused serial loop
+The parent reads the source (or, for a JSON Lines or CSV file, only finds its
+chunks' byte ranges), sends each chunk to an idle worker over a pipe, and
+merges the results in input order. Each worker runs the fused serial loop
 on its chunk. A worker that dies (segfault, ``os._exit``, killed for memory)
 fails only the records of the chunk it was running: they become dead letters
 naming the stage that was running, a new worker takes its place, and the run
@@ -233,10 +234,18 @@ class Processes(BlockingRunner):
     Run chunks on worker processes, for CPU-bound stages.
 
     The calling process reads the source in chunks of *chunk_size* records and
-    hands each chunk to an idle worker, which runs the fused serial loop on it
-    and sends back the outputs, counters and failures; the results are merged
-    in input order, so outputs, counters and dead letters are exactly those of
-    a serial run with the same chunk size.
+    hands each chunk to an idle worker, which runs the stages on it and sends
+    back the outputs, counters and failures; the results are merged in input
+    order, so outputs, counters and dead letters are exactly those of a serial
+    run with the same chunk size.
+
+    An uncompressed JSON Lines or CSV file is only scanned by the calling
+    process, for chunk boundaries: each worker reads and parses the byte range
+    of its chunk itself. With a partitioned file sink (JSON Lines, JSON, CSV,
+    Parquet with a schema), each worker writes its chunk's outputs as a part
+    and the calling process assembles the parts at the end, as on Dask. A
+    checkpointed run reads and writes in the calling process, so it can
+    resume.
 
     Stages and records travel by :mod:`pickle`. Lambdas, nested functions and
     functions defined in a notebook or ``__main__`` go by value with
