@@ -247,7 +247,8 @@ def bench_dask(quick: bool) -> None:
         "dask",
         f"{n} JSONL records (parse, validate, enrich, filter, write): serial {serial:.2f} s, "
         f"Processes(2) {procs:.2f} s, Dask LocalCluster(2) {dask:.2f} s; Dask/Serial speedup "
-        f"{serial / dask:.2f}x, Dask/Processes(2) speedup {procs / dask:.2f}x",
+        f"{serial / dask:.2f}x, Dask/Processes(2) speedup {procs / dask:.2f}x, "
+        f"Processes(2)/Serial speedup {serial / procs:.2f}x",
     )
     line(
         "dask",
