@@ -469,9 +469,9 @@ def _default_client(distributed: Any, stack: contextlib.ExitStack) -> Any:
         return distributed.get_client()
     except ValueError:
         pass
-    import dask
+    from dask.config import get as dask_config
 
-    address = dask.config.get("scheduler-address", None)
+    address = dask_config("scheduler-address", None)
     if address:
         return stack.enter_context(distributed.Client(address, set_as_default=False))
     cluster = stack.enter_context(distributed.LocalCluster(processes=True, dashboard_address=":0"))
