@@ -130,6 +130,99 @@ def bench_jsonl(tmp: Path, rows: int, repeat: int) -> None:
         print(f"  {label:12s} {t:7.3f}s  {rows / t:>10,.0f} records/s")
 
 
+class Order(pydantic.BaseModel):
+    id: int
+    name: str
+    price: float
+    qty: int
+
+
+def order_total(order: Order) -> dict[str, Any]:
+    return {"id": order.id, "name": order.name.upper(), "total": round(order.price * order.qty, 2)}
+
+
+def worth_it(row: dict[str, Any]) -> bool:
+    return row["total"] >= 10.0
+
+
+def datapunk_reference(src: Path, out: Path, dead: Path) -> int:
+    pipe = datapunk.Pipeline(
+        datapunk.Validate(Order), datapunk.Stage(order_total), datapunk.Filter(worth_it)
+    )
+    return pipe.run(src, out, dead_letter=dead).records_out
+
+
+def handwritten_reference(
+    src: Path, out: Path, dead: Path, loads: Any = json.loads, dumps: Any = json.dumps
+) -> int:
+    n = 0
+    validate = Order.model_validate
+    with (
+        src.open(encoding="utf-8") as f,
+        out.open("w", encoding="utf-8") as o,
+        dead.open("w", encoding="utf-8") as d,
+    ):
+        for line_no, line in enumerate(f, 1):
+            try:
+                order = validate(loads(line))
+            except (ValueError, pydantic.ValidationError) as exc:
+                d.write(json.dumps({"line": line_no, "error": str(exc), "raw": line}) + "\n")
+                continue
+            row = order_total(order)
+            if worth_it(row):
+                o.write(dumps(row) + "\n")
+                n += 1
+    return n
+
+
+def handwritten_reference_orjson(src: Path, out: Path, dead: Path) -> int:
+    import orjson
+
+    return handwritten_reference(
+        src, out, dead, loads=orjson.loads, dumps=lambda r: orjson.dumps(r).decode()
+    )
+
+
+def bench_reference(tmp: Path, rows: int, repeat: int) -> float:
+    """JSONL -> pydantic -> map -> filter -> JSONL: the workload peers are compared on."""
+    src = tmp / "orders.jsonl"
+    rng = random.Random(3)
+    with src.open("w") as f:
+        for i in range(rows):
+            if i % 500 == 7:
+                f.write('{"id": "x", "name": 1}\n' if i % 1000 == 7 else "{broken\n")
+                continue
+            rec = {
+                "id": i,
+                "name": f"order {i}",
+                "price": round(rng.random() * 50, 2),
+                "qty": i % 5,
+            }
+            f.write(json.dumps(rec) + "\n")
+    t_dp, n_dp = best(datapunk_reference, repeat, src, tmp / "ref.jsonl", tmp / "ref_dead.jsonl")
+    hands = {"hand-written, json": handwritten_reference}
+    try:
+        import orjson  # noqa: F401
+    except ImportError:
+        pass
+    else:
+        hands["hand-written, orjson"] = handwritten_reference_orjson
+    print(f"JSONL -> pydantic -> map -> filter -> JSONL, {rows:,} records (best of {repeat}):")
+    print(f"  {'datapunk':22s} {t_dp:7.3f}s  {rows / t_dp:>10,.0f} records/s")
+    fastest = float("inf")
+    for label, hand in hands.items():
+        t_hw, n_hw = best(hand, repeat, src, tmp / "ref_hw.jsonl", tmp / "ref_hw_dead.jsonl")
+        assert n_dp == n_hw, (n_dp, n_hw)
+        fastest = min(fastest, t_hw)
+        print(f"  {label:22s} {t_hw:7.3f}s  {rows / t_hw:>10,.0f} records/s")
+    ratio = t_dp / fastest
+    print(
+        f"  ratio datapunk / fastest hand-written loop: {ratio:.2f}x "
+        "(aim <= 1.25; peers measure 2.3-8x)"
+    )
+    return ratio
+
+
 RSS_CHILD = """
 import resource, sys, time
 import pydantic, datapunk
@@ -210,13 +303,17 @@ def main() -> None:
     parser.add_argument("--rss-mb", type=int, default=1024, help="JSONL size for the RSS test (MB)")
     parser.add_argument("--skip-rss", action="store_true", help="skip the large-file RSS test")
     parser.add_argument(
-        "--only", choices=("csv", "jsonl", "rss"), help="run one part of the benchmark"
+        "--only",
+        choices=("csv", "reference", "jsonl", "rss"),
+        help="run one part of the benchmark",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="datapunk-bench-") as d:
         tmp = Path(d)
         if args.only in {None, "csv"}:
             bench_csv(tmp, args.rows, args.repeat)
+        if args.only in {None, "reference"}:
+            bench_reference(tmp, args.jsonl_rows, args.repeat)
         if args.only in {None, "jsonl"}:
             bench_jsonl(tmp, args.jsonl_rows, args.repeat)
         if args.only == "rss" or (args.only is None and not args.skip_rss):

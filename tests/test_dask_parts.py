@@ -132,7 +132,7 @@ class TestCsvRanges:
     @given(
         lines=st.lists(
             st.sampled_from(
-                ['{"a": 1}', "2", "", "   ", "{broken", '"' + "x" * 50 + '"', "\udcff"]
+                ['{"a": 1}', "2", "", "   ", "{broken", '"' + "x" * 50 + '"', "\udcff", "\ufeff3"]
             ),
             max_size=40,
         ),

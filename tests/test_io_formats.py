@@ -377,3 +377,40 @@ class TestJsonWriters:
 
         for use in (True, False):
             assert json.loads(dumps_function(use)({"s": "\ud800"})) == {"s": "\ud800"}
+
+
+class TestJsonlChunks:
+    def test_a_read_failure_delivers_what_was_read_then_names_the_position(
+        self, tmp_path, monkeypatch
+    ):
+        """An I/O error mid-file: earlier records are delivered, then a SourceError."""
+        import datapunk.io._jsonl as jsonl
+
+        path = tmp_path / "in.jsonl"
+        path.write_text("".join(f"{i}\n" for i in range(10)))
+        real = jsonl.iter_lines
+
+        def failing(f: Any, limit: int, *, bom: bool = True) -> Any:
+            for n, raw, oversize in real(f, limit, bom=bom):
+                if n == 8:
+                    raise OSError(5, "Input/output error")
+                yield n, raw, oversize
+
+        monkeypatch.setattr(jsonl, "iter_lines", failing)
+        out: list[Any] = []
+        with pytest.raises(datapunk.SourceError, match=r"OSError.*after position 7"):
+            datapunk.Pipeline(lambda x: x).run(path, out, chunk_size=5)
+        assert out == list(range(7))
+
+    def test_chunks_match_read(self, tmp_path):
+        """The chunked fast path gives what read() gives: values, positions, failures."""
+        path = tmp_path / "in.jsonl"
+        path.write_bytes(b'\xef\xbb\xbf{"a": 1}\n\n{bad\n\xef\xbb\xbf2\n' + b"9" * 25 + b"\n")
+        source = datapunk.io.JsonlSource(path, max_line_bytes=20)
+        pairs = [(p, repr(r)) for p, r in source.read()]
+        chunked = [
+            (p, repr(r))
+            for ps, rs, _ in source._read_chunks(2)
+            for p, r in zip(ps, rs, strict=True)
+        ]
+        assert chunked == pairs

@@ -32,6 +32,10 @@ class ChunkReader:
                 part = list(obj[start : start + size])
                 yield range(start, start + len(part)), part, []
             return
+        fast = getattr(obj, "_read_chunks", None)
+        if callable(fast) and type(obj).__module__.startswith("datapunk."):
+            yield from self._from_chunks(fast(size))  # datapunk's own: whole chunks
+            return
         read: Callable[[], Iterable[Any]] | None = getattr(obj, "read", None)
         if callable(read) and not isinstance(obj, str | bytes):
             yield from self._from_source(read)
@@ -59,6 +63,24 @@ class ChunkReader:
             path=self.name,
             position=start,
         ) from error
+
+    def _from_chunks(self, chunks: Iterator[RawChunk]) -> Iterator[RawChunk]:
+        last: Position | None = None
+        try:
+            for chunk in chunks:
+                positions = chunk[0]
+                if len(positions):
+                    last = positions[len(positions) - 1]
+                yield chunk
+        except (SourceError, ConfigurationError):
+            raise
+        except Exception as exc:
+            raise SourceError(
+                f"source {self.name!r} raised {type(exc).__name__}: {safe_str(exc)} "
+                f"after position {last}",
+                path=self.name,
+                position=last,
+            ) from exc
 
     def _from_source(self, read: Callable[[], Iterable[Any]]) -> Iterator[RawChunk]:
         try:

@@ -141,7 +141,7 @@ def open_binary(path: Path) -> IO[bytes]:
 Line = tuple[int, bytes, bool]
 
 
-def iter_lines(f: IO[bytes], max_line_bytes: int) -> Iterator[Line]:
+def iter_lines(f: IO[bytes], max_line_bytes: int, *, bom: bool = True) -> Iterator[Line]:
     """
     Yield the lines of *f* with 1-based numbers, a BOM stripped, length bounded.
 
@@ -151,6 +151,8 @@ def iter_lines(f: IO[bytes], max_line_bytes: int) -> Iterator[Line]:
     Args:
         f: A binary file.
         max_line_bytes: Longest line kept.
+        bom: Strip a UTF-8 byte order mark from the first line (reading from
+            the start of a file).
 
     Yields:
         ``(number, raw, oversize)`` per line, line ending included in *raw*.
@@ -158,7 +160,7 @@ def iter_lines(f: IO[bytes], max_line_bytes: int) -> Iterator[Line]:
     readline = f.readline
     limit = max_line_bytes + 1
     n = 0
-    first = True
+    first = bom
     while True:
         line = readline(limit)
         if not line:

@@ -58,40 +58,13 @@ class JsonlRange(_OneChunk):
     first_line: int
 
     def read(self, chunk_size: int) -> Iterator[RawChunk]:
-        from datapunk.io._files import Bounded, iter_lines
-        from datapunk.io._jsonl import parse_or_malformed
+        from datapunk.io._files import Bounded
+        from datapunk.io._jsonl import read_chunks
 
-        src = self.source
-        loads, encoding, limit = src._loads, src.encoding, src.max_line_bytes
-        positions: list[int] = []
-        records: list[Any] = []
-        malformed: list[int] = []
-        with src.path.open("rb") as f:
+        with self.source.path.open("rb") as f:
             f.seek(self.start)
-            for rel, raw, oversize in iter_lines(
-                cast("IO[bytes]", Bounded(f, self.end - self.start)), limit
-            ):
-                n = self.first_line + rel - 1
-                if oversize:
-                    record: Any = Malformed(
-                        raw[:200].decode(encoding, "replace") + "…",
-                        f"line {n} is longer than max_line_bytes={limit}; "
-                        "split the record or raise max_line_bytes",
-                        "LineTooLong",
-                    )
-                elif raw.isspace():
-                    continue
-                else:
-                    record = parse_or_malformed(raw, loads, encoding, f"line {n}")
-                if record.__class__ is Malformed:
-                    malformed.append(len(records))
-                positions.append(n)
-                records.append(record)
-                if len(records) >= chunk_size:
-                    yield positions, records, malformed
-                    positions, records, malformed = [], [], []
-        if records:
-            yield positions, records, malformed
+            bounded = cast("IO[bytes]", Bounded(f, self.end - self.start))
+            yield from read_chunks(self.source, bounded, chunk_size, self.first_line)
 
 
 def jsonl_ranges(source: Any, chunk_size: int, partitions: int) -> Iterator[JsonlRange] | None:
