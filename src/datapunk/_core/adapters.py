@@ -32,7 +32,7 @@ class ChunkReader:
                 part = list(obj[start : start + size])
                 yield range(start, start + len(part)), part, []
             return
-        fast = getattr(obj, "_read_chunks", None)
+        fast: Callable[[int], Iterator[RawChunk]] | None = getattr(obj, "_read_chunks", None)
         if callable(fast) and type(obj).__module__.startswith("datapunk."):
             yield from self._from_chunks(fast(size))  # datapunk's own: whole chunks
             return
