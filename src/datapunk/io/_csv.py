@@ -8,7 +8,7 @@ import io
 import json
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, final
+from typing import IO, TYPE_CHECKING, Any, final
 
 from datapunk._core.errors import ConfigurationError, SinkError, SourceError
 from datapunk._core.types import Malformed, jsonable
@@ -23,7 +23,7 @@ from datapunk.io._files import (
     guard_write,
     open_binary,
 )
-from datapunk.io._parts import FilePart, Staging, append_parts, binary_layer
+from datapunk.io._parts import FilePart, Staging, append_parts, commit_assembled, non_empty
 
 if TYPE_CHECKING:
     import os
@@ -491,18 +491,15 @@ class CsvSink:
         Raises:
             SinkError: A record had a field that is not a column.
         """
-        try:
-            parts = [r for r in receipts if isinstance(r, dict) and r.get("records")]
+        parts = non_empty(receipts)
+
+        def assemble(binary: IO[bytes]) -> None:
             if parts:
                 header = self.fieldnames or list(parts[0]["header"])
                 self._check_columns(header, parts)
-                guard_write(self.path, partial(self._assemble, header, parts))
-            self._file.commit()
-        except BaseException:
-            self._file.abort()
-            raise
-        finally:
-            self._staging.remove()
+                self._assemble(binary, header, parts)
+
+        commit_assembled(self._file, self._staging, assemble)
 
     def _check_columns(self, header: list[str], parts: list[dict[str, Any]]) -> None:
         known = set(header)
@@ -516,10 +513,9 @@ class CsvSink:
                     path=self.name,
                 )
 
-    def _assemble(self, header: list[str], parts: list[dict[str, Any]]) -> None:
+    def _assemble(self, binary: IO[bytes], header: list[str], parts: list[dict[str, Any]]) -> None:
         # Everything goes to the binary layer: nothing is pending in the text
         # layer, and a flush of it would end a compressed block early.
-        binary = binary_layer(self._file.stream())
         text = io.StringIO()
         writer = csv.writer(text, delimiter=self.delimiter, lineterminator="\n")
         quote_all = csv.writer(

@@ -13,7 +13,7 @@ import codecs
 import json
 import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, final
+from typing import IO, TYPE_CHECKING, Any, final
 
 from datapunk._core.types import Malformed
 from datapunk.io._files import (
@@ -25,8 +25,8 @@ from datapunk.io._files import (
     guard_write,
     open_binary,
 )
-from datapunk.io._jsonl import dumps_function, encode_lines, loads_function
-from datapunk.io._parts import FilePart, Staging, append_parts, binary_layer
+from datapunk.io._jsonl import JsonlPart, dumps_function, encode_lines, loads_function
+from datapunk.io._parts import Staging, append_parts, commit_assembled, non_empty
 
 if TYPE_CHECKING:
     import os
@@ -400,24 +400,16 @@ class JsonSink:
         Args:
             receipts: What the parts' ``commit()`` returned, in output order.
         """
-        try:
-            binary = binary_layer(self._file.stream())
 
-            def assemble() -> None:
-                if not any(isinstance(r, dict) and r.get("records") for r in receipts):
-                    binary.write(b"[]\n")
-                    return
-                binary.write(b"[\n")
-                append_parts(self._staging, receipts, binary, separator=b",\n")
-                binary.write(b"\n]\n")
+        def assemble(binary: IO[bytes]) -> None:
+            if not non_empty(receipts):
+                binary.write(b"[]\n")
+                return
+            binary.write(b"[\n")
+            append_parts(self._staging, receipts, binary, separator=b",\n")
+            binary.write(b"\n]\n")
 
-            guard_write(self.path, assemble)
-            self._file.commit()
-        except BaseException:
-            self._file.abort()
-            raise
-        finally:
-            self._staging.remove()
+        commit_assembled(self._file, self._staging, assemble)
 
     def write(self, records: Sequence[Any]) -> None:
         """
@@ -450,20 +442,14 @@ class JsonSink:
         return f"JsonSink({self.name!r})"
 
 
-class JsonPart(FilePart):
-    """
+class JsonPart(JsonlPart):
+    r"""
     One part of a JSON array output, written on a worker (see :meth:`JsonSink.part`).
 
-    Args:
-        directory: The staging directory.
-        key: The part's name.
-        target: The output's path, for messages.
-        use_orjson: As for :class:`JsonSink`.
+    Elements are separated by ``",\n"`` instead of ended by ``"\n"``;
+    :meth:`JsonSink.commit_parts` adds the brackets and the commas between
+    parts.
     """
-
-    def __init__(self, directory: Path, key: str, target: str, use_orjson: bool | None) -> None:
-        super().__init__(directory, key, target)
-        self.use_orjson = use_orjson
 
     def write(self, records: Sequence[Any]) -> None:
         """

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from functools import partial
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, final
 
@@ -19,7 +20,7 @@ from datapunk.io._files import (
     iter_lines,
     open_binary,
 )
-from datapunk.io._parts import FilePart, Staging, append_parts, binary_layer
+from datapunk.io._parts import FilePart, Staging, append_parts, commit_assembled
 
 if TYPE_CHECKING:
     import os
@@ -476,17 +477,7 @@ class JsonlSink:
         Args:
             receipts: What the parts' ``commit()`` returned, in output order.
         """
-        try:
-            guard_write(self.path, lambda: append_parts(self._staging, receipts, self._binary()))
-            self._file.commit()
-        except BaseException:
-            self._file.abort()
-            raise
-        finally:
-            self._staging.remove()
-
-    def _binary(self) -> Any:
-        return binary_layer(self._file.stream())
+        commit_assembled(self._file, self._staging, partial(append_parts, self._staging, receipts))
 
     def write(self, records: Sequence[Any]) -> None:
         """

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import contextlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, final
+from typing import IO, TYPE_CHECKING, Any, final
 
 from datapunk._core.errors import ConfigurationError, SinkError, SourceError
 from datapunk._core.types import jsonable
 from datapunk.io._files import AtomicFile, check_readable, open_binary
-from datapunk.io._parts import FilePart, Staging
+from datapunk.io._parts import FilePart, Staging, commit_assembled, non_empty
 
 if TYPE_CHECKING:
     import os
@@ -241,26 +241,20 @@ class ParquetSink:
             receipts: What the parts' ``commit()`` returned, in output order.
         """
         _, pq = _pyarrow()
-        try:
-            parts = [r for r in receipts if isinstance(r, dict) and r.get("records")]
-            stream = self._file.stream()
-            if parts:
-                writer = pq.ParquetWriter(stream, self.schema, compression=self.compression)
-                for receipt in parts:
-                    pf = pq.ParquetFile(self._staging.file(receipt))
-                    for group in range(pf.num_row_groups):
-                        writer.write_table(
-                            pf.read_row_group(group), row_group_size=self.row_group_size
-                        )
-                writer.close()
-            else:
-                pq.ParquetWriter(stream, self.schema).close()
-            self._file.commit()
-        except BaseException:
-            self._file.abort()
-            raise
-        finally:
-            self._staging.remove()
+        parts = non_empty(receipts)
+
+        def assemble(binary: IO[bytes]) -> None:
+            if not parts:  # as an empty run writes it
+                pq.ParquetWriter(binary, self.schema).close()
+                return
+            writer = pq.ParquetWriter(binary, self.schema, compression=self.compression)
+            for receipt in parts:
+                pf = pq.ParquetFile(self._staging.file(receipt))
+                for group in range(pf.num_row_groups):
+                    writer.write_table(pf.read_row_group(group), row_group_size=self.row_group_size)
+            writer.close()
+
+        commit_assembled(self._file, self._staging, assemble)
 
     def close(self) -> None:
         """Write the last row group and the footer, then commit the file."""

@@ -29,11 +29,21 @@ from typing import IO, TYPE_CHECKING, Any
 
 from datapunk._core.errors import SinkError
 from datapunk._core.types import safe_str
+from datapunk.io._files import guard_write
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
 
-__all__ = ["FilePart", "Staging"]
+    from datapunk.io._files import AtomicFile
+
+__all__ = [
+    "FilePart",
+    "Staging",
+    "append_parts",
+    "binary_layer",
+    "commit_assembled",
+    "non_empty",
+]
 
 _BUFFER = 1 << 20
 
@@ -228,15 +238,12 @@ def append_parts(
         How many records the parts hold.
     """
     records = 0
-    for receipt in receipts:
-        n = receipt.get("records", 0) if isinstance(receipt, dict) else 0
-        if not n:
-            continue
+    for receipt in non_empty(receipts):
         if records and separator:
             binary.write(separator)
         with staging.file(receipt).open("rb") as part:
             shutil.copyfileobj(part, binary, _BUFFER)
-        records += n
+        records += receipt["records"]
     return records
 
 
@@ -251,3 +258,32 @@ def binary_layer(stream: IO[Any]) -> IO[bytes]:
         binary: IO[bytes] = stream.buffer
         return binary
     return stream
+
+
+def non_empty(receipts: Sequence[Any]) -> list[dict[str, Any]]:
+    """The receipts of parts that hold records, in order."""
+    return [r for r in receipts if isinstance(r, dict) and r.get("records")]
+
+
+def commit_assembled(
+    file: AtomicFile, staging: Staging, assemble: Callable[[IO[bytes]], object]
+) -> None:
+    """
+    Build an output from its parts and commit it, or leave nothing at all.
+
+    *assemble* writes the output to the binary layer of *file*'s temporary
+    file; then the file is committed (fsync + rename). On any failure the
+    temporary file is discarded. The staging directory is removed either way.
+
+    Raises:
+        SinkError: Writing failed (an ``OSError`` names the output).
+    """
+    try:
+        binary = binary_layer(file.stream())
+        guard_write(file.path, lambda: assemble(binary))
+        file.commit()
+    except BaseException:
+        file.abort()
+        raise
+    finally:
+        staging.remove()

@@ -14,7 +14,6 @@ assembled atomically by the calling process (see :mod:`datapunk.io._parts`).
 from __future__ import annotations
 
 import contextlib
-import copy
 import hashlib
 import math
 import pickle
@@ -30,7 +29,7 @@ from datapunk._core.errors import ConfigurationError, StageError
 from datapunk._core.types import safe_str
 from datapunk.runners._blocking import BlockingRunner
 from datapunk.runners._common import check_job, positive, sink_mode, write_outputs
-from datapunk.runners._ranges import file_ranges
+from datapunk.runners._ranges import absolute, file_ranges
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Generator, Iterator
@@ -308,20 +307,14 @@ class Dask(BlockingRunner):
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _partitions(self, job: Job, threads: int) -> Iterator[Any]:
-        from datapunk.io import CsvSource, JsonlSource
-
         obj = job.reader.obj
         size = job.chunk_size
         target = self.partitions or 2 * threads
-        if isinstance(obj, JsonlSource | CsvSource) or _is_parquet(obj):
-            # Workers open the file themselves, in a directory of their own.
-            obj = copy.copy(obj)
-            obj.path = obj.path.resolve()
         ranges = file_ranges(obj, size, target)
         if ranges is not None:
             return ranges
         if _is_parquet(obj):
-            parts = _parquet_parts(obj, size, target)
+            parts = _parquet_parts(absolute(obj), size, target)
             if parts is not None:
                 return iter(parts)
         per = self.partition_chunks

@@ -13,13 +13,11 @@ goes on.
 from __future__ import annotations
 
 import contextlib
-import copy
 import multiprocessing
 import os
 import pickle
 import signal
 from multiprocessing.connection import Connection, wait
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast, final
 
 from datapunk._core.concurrent import failed_chunk, process_chunk_observed
@@ -405,11 +403,7 @@ class Processes(BlockingRunner):
         A resumed run reads through its checkpoint, which skips what was done.
         """
         if job.checkpoint is None:
-            source = job.reader.obj
-            if isinstance(getattr(source, "path", None), Path):
-                source = copy.copy(source)
-                source.path = source.path.resolve()
-            ranges = chunk_ranges(source, job.chunk_size)
+            ranges = chunk_ranges(job.reader.obj, job.chunk_size)
             if ranges is not None:
                 return ranges
         return iter(job.chunks())

@@ -11,6 +11,7 @@ chunks) and the Processes runner (one chunk per range).
 
 from __future__ import annotations
 
+import copy
 import itertools
 import math
 from typing import IO, TYPE_CHECKING, Any, cast
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
 __all__ = [
     "CsvRange",
     "JsonlRange",
+    "absolute",
     "chunk_ranges",
     "chunked",
     "csv_ranges",
@@ -172,6 +174,18 @@ def chunked(pairs: Iterator[tuple[Any, Any]], chunk_size: int) -> Iterator[RawCh
         yield positions, records, malformed
 
 
+def absolute(source: Any) -> Any:
+    """
+    Return a copy of a file source whose path is absolute.
+
+    Workers open the file themselves, in a working directory of their own: a
+    relative path must mean the calling process's directory.
+    """
+    copied = copy.copy(source)
+    copied.path = source.path.resolve()
+    return copied
+
+
 def file_ranges(source: Any, chunk_size: int, partitions: int) -> Iterator[Any] | None:
     """
     Cut an uncompressed JSON Lines or CSV file into at most *partitions* ranges.
@@ -183,9 +197,9 @@ def file_ranges(source: Any, chunk_size: int, partitions: int) -> Iterator[Any] 
     from datapunk.io import CsvSource, JsonlSource
 
     if isinstance(source, JsonlSource):
-        return jsonl_ranges(source, chunk_size, partitions)
+        return jsonl_ranges(absolute(source), chunk_size, partitions)
     if isinstance(source, CsvSource):
-        return csv_ranges(source, chunk_size, partitions)
+        return csv_ranges(absolute(source), chunk_size, partitions)
     return None
 
 
@@ -203,6 +217,7 @@ def chunk_ranges(source: Any, chunk_size: int) -> Iterator[Any] | None:
 
     if not isinstance(source, JsonlSource | CsvSource) or _is_gzip(source.path):
         return None
+    source = absolute(source)
     if isinstance(source, JsonlSource):
         return (
             JsonlRange(source, start, end, line)
